@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Build proxy-wasm cdylibs for wasm32-wasip1 (release), then shrink them with wasm-opt.
+# Usage: .ci/build-wasm.sh PACKAGE [PACKAGE...]   (default: otlp-gate)
+# Toolchain order: an installed rustup target; `rustup target add` under a timeout;
+# Debian's rustc-web toolchain with -Z build-std (works offline from the Debian mirror).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=("$@")
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(otlp-gate)
+args=()
+for p in "${pkgs[@]}"; do args+=(-p "$p"); done
+
+have_target() { rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; }
+
+if ! have_target; then
+    echo "build-wasm: adding rustup target wasm32-wasip1 (bounded to 180 s)" >&2
+    timeout 180 rustup target add wasm32-wasip1 >&2 || true
+fi
+
+if have_target; then
+    cargo build --release --target wasm32-wasip1 --lib "${args[@]}"
+else
+    echo "build-wasm: rustup target unavailable; using Debian's rustc-web toolchain" >&2
+    if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/wasm32-wasi ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq rustc-web rust-web-src rust-web-llvm lld-22 wasi-libc >&2
+    fi
+    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L /usr/lib/wasm32-wasi" \
+        cargo build --release --target wasm32-wasip1 --lib -Z build-std=std,panic_abort "${args[@]}"
+fi
+
+out=target/wasm32-wasip1/release
+for p in "${pkgs[@]}"; do
+    f="$out/${p//-/_}.wasm"
+    [ -f "$f" ] || { echo "build-wasm: $f was not produced" >&2; exit 1; }
+    if command -v wasm-opt >/dev/null 2>&1; then
+        # Rust's default wasm features must be enabled explicitly for binaryen 108.
+        wasm-opt -Oz --strip-debug \
+            --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+            --enable-mutable-globals --enable-reference-types --enable-multivalue \
+            -o "$f.opt" "$f"
+        mv "$f.opt" "$f"
+    else
+        echo "build-wasm: wasm-opt not found, $f left as rustc produced it" >&2
+    fi
+    printf 'build-wasm: %s %s bytes\n' "$f" "$(stat -c %s "$f")" >&2
+done

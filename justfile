@@ -1,0 +1,63 @@
+# otlp-gate: `just --list` explains every recipe.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments := false
+
+export PATH := justfile_directory() / ".venv/bin" + ":" + env_var("PATH")
+wasm := "target/wasm32-wasip1/release/otlp_gate.wasm"
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Install what tests, demo and bench need on a fresh machine (apt tools, .venv, wasm target)
+setup:
+    bash .ci/setup
+
+# Build target/wasm32-wasip1/release/otlp_gate.wasm (release, LTO, panic=abort, wasm-opt -Oz)
+build:
+    bash .ci/build-wasm.sh otlp-gate
+
+# Build the harness self-test module and the minimal filter used by `just bench`
+build-test-modules:
+    bash .ci/build-wasm.sh hostcheck minimal-filter
+
+# Run the operator CLI: `just cli token new --id ID`, `just cli hash`, `just cli check FILE`
+cli *args:
+    @cargo run -q --release -p otlp-gate --bin otlp-gate -- {{args}}
+
+# rustfmt --check and clippy -D warnings (native, and the wasm32-wasip1 build when rustup has the target)
+lint:
+    cargo fmt --all --check
+    cargo clippy -q --workspace --all-targets -- -D warnings
+    if rustup target list --installed | grep -qx wasm32-wasip1; then cargo clippy -q --release --target wasm32-wasip1 --lib -p otlp-gate -p hostcheck -p minimal-filter -- -D warnings; else echo "lint: wasm32-wasip1 clippy skipped (Debian toolchain fallback in use)"; fi
+
+# Native unit tests: the filter's pure core and CLI, the Alloy config checker
+unit:
+    cargo test -q -p otlp-gate -p alloy-check
+
+# The compiled .wasm driven through the proxy-wasm ABI in the wasmtime harness
+harness: build build-test-modules
+    cargo test -q -p proxy-wasm-harness -p otlp-gate-suite
+
+# End to end with real parts: OTel SDK -> HAProxy (TLS) -> Envoy + otlp_gate.wasm -> OTLP receiver
+e2e: build
+    python -m pytest -q -p no:cacheprovider tests/e2e
+
+# Render and validate k8s/ overlays, the Envoy bootstrap (real envoy --mode validate), alloy/config.alloy
+validate: build
+    bash k8s/validate.sh
+
+# Everything CI runs
+test: build build-test-modules lint unit harness e2e validate
+
+# Start receiver + Envoy + HAProxy, send telemetry with a good and a bad token (`--once` to exit)
+demo *args: build
+    python tests/e2e/demo.py {{args}}
+
+# Microbenchmarks in the harness, then (or only, with `envoy`) the Envoy macrobenchmark
+bench *args: build build-test-modules
+    bash tests/bench/run.sh {{args}}
+
+# Copy the built .wasm into the k8s bundle (kustomize cannot read target/) and pin its sha256
+k8s-wasm: build
+    bash k8s/update-wasm.sh {{wasm}}

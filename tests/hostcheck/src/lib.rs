@@ -1,0 +1,1 @@
+//! hostcheck (being written).

@@ -1,0 +1,1 @@
+//! minimal-filter (being written).

@@ -1,0 +1,1 @@
+//! otlp-gate-suite (being written).
