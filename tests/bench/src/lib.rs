@@ -1,0 +1,1 @@
+//! otlp-gate-bench (being written).
