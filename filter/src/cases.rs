@@ -1,0 +1,225 @@
+//! Runs the shared behaviour tables (`tests/cases/*.json`) through the pure core. The same
+//! tables run through the compiled module in the wasmtime harness and, in part, real Envoy.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::config;
+use crate::gate::{self, Action};
+use crate::metrics;
+use crate::reply::RpcStatus;
+use crate::time::parse_rfc3339;
+
+const BEHAVIOUR: &str = include_str!("../../tests/cases/behaviour.json");
+const CONFIG_ERRORS: &str = include_str!("../../tests/cases/config_errors.json");
+const DEFAULT_NOW: &str = "2026-06-01T00:00:00Z";
+
+/// Expands `{{token:NAME}}`, `{{basic:USER:NAME}}` and `{{b64:TEXT}}` in a header value.
+fn expand(value: &str, tokens: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").expect("unterminated placeholder") + start;
+        let inner = &rest[start + 2..end];
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let tok = |name: &str| {
+            tokens[name]
+                .as_str()
+                .expect("unknown token name")
+                .to_owned()
+        };
+        if let Some(name) = inner.strip_prefix("token:") {
+            out.push_str(&tok(name));
+        } else if let Some(spec) = inner.strip_prefix("basic:") {
+            let (user, name) = spec.rsplit_once(':').expect("basic:USER:NAME");
+            out.push_str(&b64(&format!("{user}:{}", tok(name))));
+        } else if let Some(text) = inner.strip_prefix("b64:") {
+            out.push_str(&b64(text));
+        } else {
+            panic!("unknown placeholder kind");
+        }
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn behaviour_tables() {
+    let doc: Value = serde_json::from_str(BEHAVIOUR).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 60, "the behaviour table shrank");
+    let mut names = std::collections::HashSet::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        assert!(names.insert(name), "duplicate case name {name}");
+        let cfg_json = &doc["configs"][case["config"].as_str().unwrap()];
+        let cfg = config::parse(cfg_json.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: config refused: {e:?}"));
+        let now = parse_rfc3339(case["now"].as_str().unwrap_or(DEFAULT_NOW)).unwrap();
+        let req = &case["request"];
+        let path = req["path"].as_str().unwrap();
+        let mut headers: Vec<(String, String)> = vec![
+            (":method".into(), req["method"].as_str().unwrap().into()),
+            (":path".into(), path.into()),
+        ];
+        for h in req["headers"].as_array().unwrap() {
+            headers.push((
+                h[0].as_str().unwrap().into(),
+                expand(h[1].as_str().unwrap(), &doc["tokens"]),
+            ));
+        }
+        let d = gate::decide(
+            &cfg,
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+            now,
+            1,
+        );
+        let exp = &case["expect"];
+
+        assert_eq!(
+            d.outcome.map(|o| o.as_str()),
+            exp["outcome"].as_str(),
+            "{name}: outcome"
+        );
+        assert_eq!(
+            metrics::signal_label(d.signal),
+            exp["signal"].as_str().unwrap(),
+            "{name}: signal"
+        );
+        if let Some(id) = exp["token_id"].as_str() {
+            assert_eq!(
+                d.token.map(|i| cfg.tokens[i].id.as_str()),
+                Some(id),
+                "{name}: token id"
+            );
+        }
+        match (&d.action, exp.get("forward"), exp.get("reply")) {
+            (Action::Forward(f), Some(want), None) => {
+                // Apply the decision the way the adapter does, then look at what upstream sees.
+                let mut up = headers.clone();
+                up.retain(|(n, _)| !f.remove.contains(n));
+                up.extend(f.set.iter().cloned());
+                if let Some(p) = &f.path {
+                    up.retain(|(n, _)| n != ":path");
+                    up.push((":path".into(), p.clone()));
+                }
+                assert_eq!(
+                    header(&up, ":path"),
+                    vec![want["path"].as_str().unwrap()],
+                    "{name}: path"
+                );
+                for (hn, hv) in want["headers"].as_object().unwrap() {
+                    assert_eq!(
+                        header(&up, hn),
+                        vec![hv.as_str().unwrap()],
+                        "{name}: upstream {hn}"
+                    );
+                }
+                for hn in want["absent"].as_array().unwrap() {
+                    assert!(
+                        header(&up, hn.as_str().unwrap()).is_empty(),
+                        "{name}: {hn} reached upstream"
+                    );
+                }
+            }
+            (Action::Reply(r), None, Some(want)) => {
+                assert_eq!(
+                    u64::from(r.status),
+                    want["status"].as_u64().unwrap(),
+                    "{name}: status"
+                );
+                if let Some(code) = want.get("grpc_status") {
+                    let (c, msg) = r
+                        .grpc
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{name}: not a gRPC reply"));
+                    assert_eq!(*c as u64, code.as_u64().unwrap(), "{name}: grpc status");
+                    assert!(
+                        msg.contains(want["grpc_message_contains"].as_str().unwrap()),
+                        "{name}: grpc message"
+                    );
+                    continue;
+                }
+                assert!(r.grpc.is_none(), "{name}: unexpected gRPC reply");
+                for (hn, hv) in want["headers"].as_object().unwrap() {
+                    assert_eq!(
+                        header(&r.headers, hn),
+                        vec![hv.as_str().unwrap()],
+                        "{name}: reply {hn}"
+                    );
+                }
+                let body = &want["body"];
+                match body["encoding"].as_str().unwrap() {
+                    "healthz" => {
+                        let v: Value = serde_json::from_slice(&r.body).unwrap();
+                        assert_eq!(v["status"], "ok", "{name}");
+                        assert_eq!(v["tokens"], body["tokens"], "{name}");
+                        assert_eq!(v["config_sha256"], cfg.sha256_hex.as_str(), "{name}");
+                        assert_eq!(v["generation"], 1, "{name}");
+                    }
+                    enc => {
+                        let status = if enc == "protobuf" {
+                            <RpcStatus as prost::Message>::decode(r.body.as_slice()).unwrap()
+                        } else {
+                            let v: Value = serde_json::from_slice(&r.body).unwrap();
+                            RpcStatus {
+                                code: v["code"].as_i64().unwrap() as i32,
+                                message: v["message"].as_str().unwrap().into(),
+                            }
+                        };
+                        assert_eq!(
+                            i64::from(status.code),
+                            body["code"].as_i64().unwrap(),
+                            "{name}: body code"
+                        );
+                        assert!(
+                            status
+                                .message
+                                .contains(body["message_contains"].as_str().unwrap()),
+                            "{name}: body message"
+                        );
+                    }
+                }
+            }
+            _ => panic!(
+                "{name}: expected {}, got the other action",
+                if exp.get("forward").is_some() {
+                    "forward"
+                } else {
+                    "reply"
+                }
+            ),
+        }
+    }
+}
+
+#[test]
+fn config_error_tables() {
+    let cases: Value = serde_json::from_str(CONFIG_ERRORS).unwrap();
+    for case in cases.as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let raw = match &case["config"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let errors = config::parse(raw.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let joined = text.join("; ");
+        for frag in case["error_contains"].as_array().unwrap() {
+            let frag = frag.as_str().unwrap();
+            assert!(joined.contains(frag), "{name}: {frag:?} not in {joined:?}");
+        }
+    }
+}

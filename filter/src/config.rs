@@ -1,0 +1,799 @@
+//! The plugin configuration: parsed and validated in full before it replaces anything, so a bad
+//! update is refused as a whole (Envoy keeps the previous filter config) and never fails open.
+//! Every problem is reported with the key path it concerns (`tokens[3].sha256: …`), all at once.
+
+use hashbrown::HashMap;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::route::Signal;
+use crate::time::parse_rfc3339;
+
+/// Plaintext tokens shorter than this are refused: they could be guessed.
+pub const MIN_PLAINTEXT_LEN: usize = 16;
+/// Loki and Mimir refuse tenant ids longer than this.
+pub const MAX_TENANT_LEN: usize = 150;
+
+/// One problem in a configuration, located by its key path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A validated token entry. The secret itself is never kept, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub id: String,
+    pub digest: [u8; 32],
+    /// The token's tenant, or the config's `default_tenant`, or none.
+    pub tenant: Option<String>,
+    /// Bit set of allowed signals (see `Signal::bit`).
+    pub signals: u8,
+    pub not_before: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub disabled: bool,
+    /// The entry carried a plaintext `token` (allowed, but warned about at every load).
+    pub plaintext: bool,
+}
+
+impl Token {
+    pub fn allows(&self, signal: Signal) -> bool {
+        self.signals & signal.bit() != 0
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path_prefix: String,
+    pub tenant_header: String,
+    pub default_tenant: Option<String>,
+    pub identity_header: String,
+    pub accept_basic: bool,
+    pub api_key_header: Option<String>,
+    pub realm: String,
+    pub tokens: Vec<Token>,
+    /// Hex SHA-256 of the raw configuration bytes: shown by healthz, safe to publish.
+    pub sha256_hex: String,
+    by_digest: HashMap<[u8; 32], usize>,
+}
+
+impl Config {
+    /// The token whose digest is `digest`, if any. The map lookup finds the candidate; the
+    /// final comparison is constant-time so timing does not reveal how much of a digest matched.
+    pub fn find(&self, digest: &[u8; 32]) -> Option<(usize, &Token)> {
+        let index = *self.by_digest.get(digest)?;
+        let token = self.tokens.get(index)?;
+        ct_eq(&token.digest, digest).then_some((index, token))
+    }
+
+    /// Warnings worth a log line at every load (never containing secrets).
+    pub fn warnings(&self) -> Vec<String> {
+        self.tokens
+            .iter()
+            .filter(|t| t.plaintext)
+            .map(|t| {
+                format!(
+                    "token {:?} is configured in plaintext; store its sha256 instead (otlp-gate hash)",
+                    t.id
+                )
+            })
+            .collect()
+    }
+}
+
+/// Constant-time equality of two digests.
+pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// SHA-256 of a token.
+pub fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn parse_hex_digest(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = nib(b[2 * i])? << 4 | nib(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
+/// A token id appears in stat names, logs and headers: keep it to a safe alphabet.
+pub fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// Loki and Mimir tenant-id rules: 1..=150 bytes of `[A-Za-z0-9!_.*'()-]`, not `.` or `..`.
+/// (`|` would be read as tenant federation by queriers, so it is refused here too.)
+pub fn tenant_problem(t: &str) -> Option<String> {
+    if t.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if t.len() > MAX_TENANT_LEN {
+        return Some(format!(
+            "is {} bytes; Loki and Mimir allow at most {MAX_TENANT_LEN}",
+            t.len()
+        ));
+    }
+    if t == "." || t == ".." {
+        return Some("must not be \".\" or \"..\"".into());
+    }
+    if let Some(c) = t.chars().find(|&c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '!' | '-' | '_' | '.' | '*' | '\'' | '(' | ')'))
+    }) {
+        return Some(format!(
+            "contains {c:?}; Loki and Mimir allow only letters, digits and !-_.*'()"
+        ));
+    }
+    None
+}
+
+/// An HTTP header name we can set or strip: a lower-case token, not a pseudo-header.
+fn header_problem(h: &str) -> Option<&'static str> {
+    if h.is_empty() {
+        return Some("must not be empty");
+    }
+    if !h.bytes().all(|c| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || matches!(
+                c,
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'^'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+    }) {
+        return Some("must be a lower-case HTTP header name (Envoy keeps names lower-case)");
+    }
+    if matches!(
+        h,
+        "host" | "content-type" | "content-length" | "te" | "transfer-encoding" | "connection"
+    ) {
+        return Some("names a header Envoy or OTLP needs; pick another");
+    }
+    None
+}
+
+const TOP_KEYS: &[&str] = &[
+    "path_prefix",
+    "tenant_header",
+    "default_tenant",
+    "identity_header",
+    "accept_basic",
+    "api_key_header",
+    "realm",
+    "tokens",
+];
+const TOKEN_KEYS: &[&str] = &[
+    "id",
+    "sha256",
+    "token",
+    "tenant",
+    "signals",
+    "not_before",
+    "expires_at",
+    "disabled",
+];
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn get_string(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<String> {
+    match obj.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => {
+            errs.add(path, format!("must be a string, not {}", kind(other)));
+            None
+        }
+    }
+}
+
+fn get_bool(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    default: bool,
+    errs: &mut Errors,
+) -> bool {
+    match obj.get(key) {
+        None | Some(Value::Null) => default,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            errs.add(path, format!("must be true or false, not {}", kind(other)));
+            default
+        }
+    }
+}
+
+fn unknown_keys(obj: &Map<String, Value>, allowed: &[&str], base: &str, errs: &mut Errors) {
+    for key in obj.keys() {
+        if !allowed.contains(&key.as_str()) {
+            let path = if base.is_empty() {
+                key.clone()
+            } else {
+                format!("{base}.{key}")
+            };
+            errs.add(
+                path,
+                format!("unknown key (allowed: {})", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+/// Parses and validates a configuration. Returns every problem found.
+pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    let mut errs = Errors(Vec::new());
+    let value: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(vec![ConfigError {
+                path: String::new(),
+                message: format!("configuration is not valid JSON: {e}"),
+            }]);
+        }
+    };
+    let Value::Object(top) = value else {
+        return Err(vec![ConfigError {
+            path: String::new(),
+            message: format!("configuration must be a JSON object, not {}", kind(&value)),
+        }]);
+    };
+    unknown_keys(&top, TOP_KEYS, "", &mut errs);
+
+    let path_prefix = get_string(&top, "path_prefix", "path_prefix", &mut errs)
+        .unwrap_or_else(|| "/observability".into());
+    if !path_prefix.is_empty()
+        && (!path_prefix.starts_with('/')
+            || path_prefix.ends_with('/')
+            || path_prefix.contains("//")
+            || path_prefix.split('/').any(|seg| seg == "." || seg == "..")
+            || !path_prefix.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'_' | b'.' | b'~')
+            }))
+    {
+        errs.add(
+            "path_prefix",
+            "must be empty or start with \"/\", not end with \"/\", and use only letters, digits and /-_.~ without dot-segments",
+        );
+    }
+
+    let header = |key: &str, default: Option<&str>, errs: &mut Errors| -> Option<String> {
+        let h = get_string(&top, key, key, errs).or(default.map(str::to_owned))?;
+        if let Some(p) = header_problem(&h) {
+            errs.add(key, p);
+        }
+        Some(h)
+    };
+    let tenant_header =
+        header("tenant_header", Some("x-scope-orgid"), &mut errs).unwrap_or_default();
+    let identity_header =
+        header("identity_header", Some("x-otlp-token-id"), &mut errs).unwrap_or_default();
+    let api_key_header = header("api_key_header", None, &mut errs);
+    if tenant_header == identity_header {
+        errs.add("identity_header", "must differ from tenant_header");
+    }
+    if let Some(k) = &api_key_header
+        && (k == "authorization" || *k == tenant_header || *k == identity_header)
+    {
+        errs.add(
+            "api_key_header",
+            "must differ from authorization, tenant_header and identity_header",
+        );
+    }
+    for (key, h) in [
+        ("tenant_header", &tenant_header),
+        ("identity_header", &identity_header),
+    ] {
+        if h == "authorization" || h.starts_with(':') {
+            errs.add(key, "must not be authorization or a pseudo-header");
+        }
+    }
+
+    let default_tenant = get_string(&top, "default_tenant", "default_tenant", &mut errs);
+    if let Some(p) = default_tenant.as_deref().and_then(tenant_problem) {
+        errs.add("default_tenant", p);
+    }
+    let accept_basic = get_bool(&top, "accept_basic", "accept_basic", true, &mut errs);
+    let realm = get_string(&top, "realm", "realm", &mut errs).unwrap_or_else(|| "otlp".into());
+    if realm.is_empty()
+        || realm
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control() || !c.is_ascii())
+    {
+        errs.add(
+            "realm",
+            "must be non-empty printable ASCII without quotes or backslashes",
+        );
+    }
+
+    let mut tokens = Vec::new();
+    let mut by_digest: HashMap<[u8; 32], usize> = HashMap::new();
+    match top.get("tokens") {
+        None => errs.add("tokens", "is required (a list of token entries)"),
+        Some(Value::Array(list)) => {
+            let mut ids: HashMap<String, usize> = HashMap::with_capacity(list.len());
+            by_digest.reserve(list.len());
+            tokens.reserve(list.len());
+            for (i, entry) in list.iter().enumerate() {
+                let Some(t) = parse_token(entry, i, default_tenant.as_deref(), &mut errs) else {
+                    continue;
+                };
+                if let Some(first) = ids.insert(t.id.clone(), i) {
+                    errs.add(
+                        format!("tokens[{i}].id"),
+                        format!("duplicate id {:?} (also tokens[{first}])", t.id),
+                    );
+                    continue;
+                }
+                if let Some(&first) = by_digest.get(&t.digest) {
+                    let other = tokens.get(first).map_or("", |o: &Token| o.id.as_str());
+                    errs.add(
+                        format!("tokens[{i}]"),
+                        format!("same token as {other:?}: every token must be distinct"),
+                    );
+                    continue;
+                }
+                by_digest.insert(t.digest, tokens.len());
+                tokens.push(t);
+            }
+        }
+        Some(other) => errs.add("tokens", format!("must be a list, not {}", kind(other))),
+    }
+
+    if !errs.0.is_empty() {
+        return Err(errs.0);
+    }
+    Ok(Config {
+        path_prefix,
+        tenant_header,
+        default_tenant,
+        identity_header,
+        accept_basic,
+        api_key_header,
+        realm,
+        tokens,
+        sha256_hex: hex(&digest(raw)),
+        by_digest,
+    })
+}
+
+fn parse_token(
+    entry: &Value,
+    i: usize,
+    default_tenant: Option<&str>,
+    errs: &mut Errors,
+) -> Option<Token> {
+    let base = format!("tokens[{i}]");
+    let Value::Object(obj) = entry else {
+        errs.add(&base, format!("must be an object, not {}", kind(entry)));
+        return None;
+    };
+    let before = errs.0.len();
+    unknown_keys(obj, TOKEN_KEYS, &base, errs);
+    let p = |k: &str| format!("{base}.{k}");
+
+    let id = get_string(obj, "id", &p("id"), errs);
+    match &id {
+        None if !obj.contains_key("id") => errs.add(p("id"), "is required"),
+        Some(id) if !valid_id(id) => errs.add(
+            p("id"),
+            "must be 1-64 characters of letters, digits, - and _ starting with a letter or digit (it is used in metric names)",
+        ),
+        _ => {}
+    }
+
+    let sha = get_string(obj, "sha256", &p("sha256"), errs);
+    let plain = get_string(obj, "token", &p("token"), errs);
+    let digest = match (sha, plain) {
+        (Some(_), Some(_)) => {
+            errs.add(&base, "has both sha256 and token; keep only sha256");
+            None
+        }
+        (None, None) => {
+            if !obj.contains_key("sha256") && !obj.contains_key("token") {
+                errs.add(
+                    &base,
+                    "needs sha256 (the token's digest, from `otlp-gate hash`) or token",
+                );
+            }
+            None
+        }
+        (Some(h), None) => {
+            let d = parse_hex_digest(&h);
+            if d.is_none() {
+                errs.add(
+                    p("sha256"),
+                    "must be exactly 64 lower-case hex characters (a SHA-256 digest)",
+                );
+            }
+            d
+        }
+        (None, Some(t)) => {
+            if t.len() < MIN_PLAINTEXT_LEN {
+                errs.add(
+                    p("token"),
+                    format!("is shorter than {MIN_PLAINTEXT_LEN} bytes; use `otlp-gate token new`"),
+                );
+            } else if !crate::credentials::is_b64token(t.as_bytes()) {
+                errs.add(p("token"), "must use only letters, digits and -._~+/ (then optional =), so clients can send it as a Bearer token");
+            }
+            Some(self::digest(t.as_bytes()))
+        }
+    };
+    let plaintext = obj.get("token").is_some_and(Value::is_string);
+
+    let tenant = get_string(obj, "tenant", &p("tenant"), errs);
+    if let Some(problem) = tenant.as_deref().and_then(tenant_problem) {
+        errs.add(p("tenant"), problem);
+    }
+
+    let mut signals = 0u8;
+    match obj.get("signals") {
+        None | Some(Value::Null) => signals = 0b111,
+        Some(Value::Array(list)) => {
+            if list.is_empty() {
+                errs.add(
+                    p("signals"),
+                    "must not be empty (use \"disabled\": true to turn a token off)",
+                );
+            }
+            for (j, s) in list.iter().enumerate() {
+                match s.as_str().and_then(Signal::parse) {
+                    Some(sig) if signals & sig.bit() != 0 => {
+                        errs.add(format!("{base}.signals[{j}]"), "is listed twice")
+                    }
+                    Some(sig) => signals |= sig.bit(),
+                    None => errs.add(
+                        format!("{base}.signals[{j}]"),
+                        "must be \"logs\", \"metrics\" or \"traces\"",
+                    ),
+                }
+            }
+        }
+        Some(other) => errs.add(p("signals"), format!("must be a list, not {}", kind(other))),
+    }
+
+    let mut time = |key: &str| -> Option<i64> {
+        let s = get_string(obj, key, &p(key), errs)?;
+        match parse_rfc3339(&s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.add(p(key), e);
+                None
+            }
+        }
+    };
+    let not_before = time("not_before");
+    let expires_at = time("expires_at");
+    if let (Some(nb), Some(exp)) = (not_before, expires_at)
+        && nb >= exp
+    {
+        errs.add(p("expires_at"), "must be later than not_before");
+    }
+    let disabled = get_bool(obj, "disabled", &p("disabled"), false, errs);
+
+    if errs.0.len() != before {
+        return None;
+    }
+    Some(Token {
+        id: id?,
+        digest: digest?,
+        tenant: tenant.or_else(|| default_tenant.map(str::to_owned)),
+        signals,
+        not_before,
+        expires_at,
+        disabled,
+        plaintext,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const D1: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn errors_of(v: Value) -> Vec<String> {
+        match parse(v.to_string().as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse(br#"{"tokens":[{"id":"a","sha256":"0000000000000000000000000000000000000000000000000000000000000001"}]}"#).unwrap();
+        assert_eq!(c.path_prefix, "/observability");
+        assert_eq!(c.tenant_header, "x-scope-orgid");
+        assert_eq!(c.identity_header, "x-otlp-token-id");
+        assert!(c.accept_basic);
+        assert_eq!(c.api_key_header, None);
+        assert_eq!(c.realm, "otlp");
+        assert_eq!(c.tokens[0].signals, 0b111);
+        assert_eq!(c.tokens[0].tenant, None);
+        assert!(!c.tokens[0].disabled);
+        assert_eq!(c.sha256_hex.len(), 64);
+    }
+
+    #[test]
+    fn default_tenant_fills_in() {
+        let c = parse(json!({"default_tenant":"shared","tokens":[{"id":"a","sha256":D1},{"id":"b","sha256":D1.replace('1', "2"),"tenant":"own"}]}).to_string().as_bytes()).unwrap();
+        assert_eq!(c.tokens[0].tenant.as_deref(), Some("shared"));
+        assert_eq!(c.tokens[1].tenant.as_deref(), Some("own"));
+    }
+
+    #[test]
+    fn lookup_is_by_digest() {
+        let c = parse(
+            json!({"tokens":[{"id":"p","token":"plaintext-token-0001"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.find(&digest(b"plaintext-token-0001"))
+                .map(|(_, t)| t.id.as_str()),
+            Some("p")
+        );
+        assert!(c.find(&digest(b"plaintext-token-0002")).is_none());
+        assert_eq!(c.warnings().len(), 1);
+        assert!(!c.warnings()[0].contains("plaintext-token-0001"));
+    }
+
+    #[test]
+    fn error_table() {
+        let cases: Vec<(Value, &[&str])> = vec![
+            (json!([]), &["must be a JSON object"]),
+            (json!({}), &["tokens: is required"]),
+            (json!({"tokens": {}}), &["tokens: must be a list"]),
+            (json!({"tokens": [], "extra": 1}), &["extra: unknown key"]),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"colour":"red"}]}),
+                &["tokens[0].colour: unknown key"],
+            ),
+            (
+                json!({"tokens": [{"sha256":D1}]}),
+                &["tokens[0].id: is required"],
+            ),
+            (
+                json!({"tokens": [{"id":"a b","sha256":D1}]}),
+                &["tokens[0].id: must be 1-64"],
+            ),
+            (
+                json!({"tokens": [{"id":"a"}]}),
+                &["tokens[0]: needs sha256"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"token":"abcdefghijklmnopq"}]}),
+                &["tokens[0]: has both"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":"XYZ"}]}),
+                &["tokens[0].sha256: must be exactly 64"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1.to_uppercase().replace('0', "A")}]}),
+                &["tokens[0].sha256: must be exactly 64"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","token":"short"}]}),
+                &["tokens[0].token: is shorter than 16"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","token":"has spaces in it ok"}]}),
+                &["tokens[0].token: must use only"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1},{"id":"a","sha256":D1.replace('1',"2")}]}),
+                &["tokens[1].id: duplicate id \"a\""],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1},{"id":"b","sha256":D1}]}),
+                &["tokens[1]: same token as \"a\""],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"signals":["spans"]}]}),
+                &["tokens[0].signals[0]: must be \"logs\""],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"signals":[]}]}),
+                &["tokens[0].signals: must not be empty"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"signals":["logs","logs"]}]}),
+                &["tokens[0].signals[1]: is listed twice"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"signals":"logs"}]}),
+                &["tokens[0].signals: must be a list"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"expires_at":"tomorrow"}]}),
+                &["tokens[0].expires_at: \"tomorrow\" is not an RFC 3339"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"not_before":"2027-01-01T00:00:00Z","expires_at":"2026-01-01T00:00:00Z"}]}),
+                &["tokens[0].expires_at: must be later"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"tenant":"a|b"}]}),
+                &["tokens[0].tenant: contains '|'"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"tenant":".."}]}),
+                &["tokens[0].tenant: must not be \".\""],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"tenant":"x".repeat(151)}]}),
+                &["tokens[0].tenant: is 151 bytes"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"tenant":""}]}),
+                &["tokens[0].tenant: must not be empty"],
+            ),
+            (
+                json!({"tokens": [{"id":"a","sha256":D1,"disabled":"yes"}]}),
+                &["tokens[0].disabled: must be true or false"],
+            ),
+            (
+                json!({"tokens": [], "default_tenant": "a b"}),
+                &["default_tenant: contains ' '"],
+            ),
+            (
+                json!({"tokens": [], "path_prefix": "observability"}),
+                &["path_prefix: must be empty or start"],
+            ),
+            (
+                json!({"tokens": [], "path_prefix": "/obs/"}),
+                &["path_prefix: must be empty or start"],
+            ),
+            (
+                json!({"tokens": [], "path_prefix": "/a/../b"}),
+                &["path_prefix: must be empty or start"],
+            ),
+            (
+                json!({"tokens": [], "tenant_header": "X-Scope-OrgID"}),
+                &["tenant_header: must be a lower-case"],
+            ),
+            (
+                json!({"tokens": [], "identity_header": "x-scope-orgid"}),
+                &["identity_header: must differ"],
+            ),
+            (
+                json!({"tokens": [], "api_key_header": "authorization"}),
+                &["api_key_header: must differ"],
+            ),
+            (
+                json!({"tokens": [], "accept_basic": "no"}),
+                &["accept_basic: must be true or false"],
+            ),
+            (
+                json!({"tokens": [], "realm": "a\"b"}),
+                &["realm: must be non-empty"],
+            ),
+            (
+                json!({"tokens": [], "tenant_header": 5}),
+                &["tenant_header: must be a string"],
+            ),
+            // Several problems are all reported.
+            (
+                json!({"tokens": [{"id":"a","sha256":"x"},{"id":"b","token":"short"}], "bogus": true}),
+                &["bogus: unknown key", "tokens[0].sha256", "tokens[1].token"],
+            ),
+        ];
+        for (cfg, wants) in cases {
+            let errs = errors_of(cfg.clone());
+            assert!(!errs.is_empty(), "accepted: {cfg}");
+            for want in wants {
+                assert!(
+                    errs.iter().any(|e| e.contains(want)),
+                    "{cfg}: wanted {want:?} in {errs:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_plaintext_tokens() {
+        let errs = errors_of(
+            json!({"tokens": [{"id":"a","token":"secret-but-x y z"},{"id":"b","token":"tiny-secret"}]}),
+        );
+        assert_eq!(errs.len(), 2);
+        for e in errs {
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn not_json_is_one_clear_error() {
+        let e = parse(b"not json").unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.starts_with("configuration is not valid JSON"));
+    }
+
+    #[test]
+    fn ct_eq_and_hex() {
+        let a = digest(b"x");
+        let mut b = a;
+        assert!(ct_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!ct_eq(&a, &b));
+        assert_eq!(parse_hex_digest(&hex(&a)), Some(a));
+    }
+}

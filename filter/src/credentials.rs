@@ -1,0 +1,339 @@
+//! Finding the one credential a request presents. RFC 6750 §2.1: `Bearer` (scheme
+//! case-insensitive, RFC 9110 §11.1) followed by one or more spaces and a b64token; `Basic`
+//! (RFC 7617) carrying the token as the password, as Grafana Cloud clients send it; or a raw
+//! token in a configured API-key header. More than one credential is `invalid_request`
+//! (RFC 6750 §2: clients MUST NOT use more than one method).
+//!
+//! Error messages describe the problem and never contain the presented value.
+
+use base64::Engine as _;
+
+/// Tokens longer than this are refused before hashing, so hostile headers cost little.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Where to look for credentials.
+#[derive(Clone, Copy, Debug)]
+pub struct Sources<'a> {
+    pub accept_basic: bool,
+    /// Lower-case header name, when an API-key header is configured.
+    pub api_key_header: Option<&'a str>,
+}
+
+/// Result of looking for a credential.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// No credential at all (401 without an error code).
+    Missing,
+    /// The token bytes to look up.
+    Token(Vec<u8>),
+    /// Something was sent but cannot be a single valid credential (400 `invalid_request`).
+    Malformed(&'static str),
+}
+
+/// Extracts the credential from request headers (names are lower-case, as Envoy keeps them;
+/// every value of a repeated header is a separate entry).
+pub fn extract<'h, I>(headers: I, sources: Sources<'_>) -> Presented
+where
+    I: IntoIterator<Item = (&'h str, &'h [u8])>,
+{
+    let mut authorization: Option<&[u8]> = None;
+    let mut api_key: Option<&[u8]> = None;
+    for (name, value) in headers {
+        if name == "authorization" {
+            if authorization.replace(value).is_some() {
+                return Presented::Malformed("more than one Authorization header");
+            }
+        } else if Some(name) == sources.api_key_header && api_key.replace(value).is_some() {
+            return Presented::Malformed("more than one API-key header");
+        }
+    }
+    match (authorization, api_key) {
+        (None, None) => Presented::Missing,
+        (Some(_), Some(_)) => {
+            Presented::Malformed("credentials in both Authorization and the API-key header")
+        }
+        (Some(value), None) => from_authorization(value, sources.accept_basic),
+        (None, Some(value)) => raw_token(value.trim_ascii(), "API-key header"),
+    }
+}
+
+fn from_authorization(value: &[u8], accept_basic: bool) -> Presented {
+    let value = value.trim_ascii();
+    if value.is_empty() {
+        return Presented::Malformed("empty Authorization header");
+    }
+    let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_end);
+    let param = rest.trim_ascii_start();
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        if param.is_empty() {
+            return Presented::Malformed("Bearer scheme without a token");
+        }
+        if param.contains(&b',') {
+            return Presented::Malformed("more than one credential in Authorization");
+        }
+        if param.len() > MAX_TOKEN_LEN {
+            return Presented::Malformed("token too long");
+        }
+        if !is_b64token(param) {
+            return Presented::Malformed(
+                "Bearer token is not a valid b64token (RFC 6750 section 2.1)",
+            );
+        }
+        Presented::Token(param.to_vec())
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        if !accept_basic {
+            return Presented::Malformed("Basic authorization is not accepted here; use Bearer");
+        }
+        if param.contains(&b',') {
+            return Presented::Malformed("more than one credential in Authorization");
+        }
+        if param.len() > MAX_TOKEN_LEN * 2 {
+            return Presented::Malformed("token too long");
+        }
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(param) else {
+            return Presented::Malformed("Basic credentials are not valid base64");
+        };
+        // The user part is ignored: Grafana Cloud style clients put an instance id there.
+        let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+            return Presented::Malformed("Basic credentials must be user:token");
+        };
+        raw_token(&decoded[colon + 1..], "Basic password")
+    } else {
+        Presented::Malformed("unsupported Authorization scheme; use Bearer")
+    }
+}
+
+fn raw_token(token: &[u8], place: &'static str) -> Presented {
+    if token.is_empty() {
+        return Presented::Malformed(match place {
+            "Basic password" => "empty token in Basic password",
+            _ => "empty API-key header",
+        });
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Presented::Malformed("token too long");
+    }
+    if token
+        .iter()
+        .any(|&b| b == b',' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Presented::Malformed(match place {
+            "Basic password" => "Basic password contains spaces, commas or control characters",
+            _ => "API-key header contains spaces, commas or control characters",
+        });
+    }
+    Presented::Token(token.to_vec())
+}
+
+/// RFC 6750 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub fn is_b64token(t: &[u8]) -> bool {
+    let body_len = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0
+        && t[..body_len].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn run(headers: &[(&str, &str)], basic: bool, key: Option<&str>) -> Presented {
+        extract(
+            headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+            Sources {
+                accept_basic: basic,
+                api_key_header: key,
+            },
+        )
+    }
+
+    #[test]
+    fn extraction_table() {
+        let tok = |s: &str| Presented::Token(s.as_bytes().to_vec());
+        let bad = Presented::Malformed;
+        let basic_ok = format!("Basic {}", b64("12345:tok-abcdefghijklmnop"));
+        let basic_no_colon = format!("Basic {}", b64("tok-abcdefghijklmnop"));
+        let basic_empty = format!("Basic {}", b64("user:"));
+        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, Option<&'a str>, Presented);
+        let cases: Vec<Case> = vec![
+            (vec![], true, None, Presented::Missing),
+            (
+                vec![("content-type", "application/json")],
+                true,
+                None,
+                Presented::Missing,
+            ),
+            (
+                vec![("authorization", "Bearer abc.DEF-123_~+/==")],
+                true,
+                None,
+                tok("abc.DEF-123_~+/=="),
+            ),
+            (
+                vec![("authorization", "bearer abc")],
+                true,
+                None,
+                tok("abc"),
+            ),
+            (
+                vec![("authorization", "BEARER   abc")],
+                true,
+                None,
+                tok("abc"),
+            ),
+            (
+                vec![("authorization", " Bearer abc ")],
+                true,
+                None,
+                tok("abc"),
+            ),
+            (
+                vec![("authorization", "Bearer")],
+                true,
+                None,
+                bad("Bearer scheme without a token"),
+            ),
+            (
+                vec![("authorization", "Bearer ")],
+                true,
+                None,
+                bad("Bearer scheme without a token"),
+            ),
+            (
+                vec![("authorization", "")],
+                true,
+                None,
+                bad("empty Authorization header"),
+            ),
+            (
+                vec![("authorization", "Bearer a b")],
+                true,
+                None,
+                bad("Bearer token is not a valid b64token (RFC 6750 section 2.1)"),
+            ),
+            (
+                vec![("authorization", "Bearer =abc")],
+                true,
+                None,
+                bad("Bearer token is not a valid b64token (RFC 6750 section 2.1)"),
+            ),
+            (
+                vec![("authorization", "Bearer ab=c")],
+                true,
+                None,
+                bad("Bearer token is not a valid b64token (RFC 6750 section 2.1)"),
+            ),
+            (
+                vec![("authorization", "Bearer a, Bearer b")],
+                true,
+                None,
+                bad("more than one credential in Authorization"),
+            ),
+            (
+                vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                true,
+                None,
+                bad("more than one Authorization header"),
+            ),
+            (
+                vec![("authorization", "Token abc")],
+                true,
+                None,
+                bad("unsupported Authorization scheme; use Bearer"),
+            ),
+            (
+                vec![("authorization", "Bearerabc")],
+                true,
+                None,
+                bad("unsupported Authorization scheme; use Bearer"),
+            ),
+            (
+                vec![("authorization", basic_ok.as_str())],
+                true,
+                None,
+                tok("tok-abcdefghijklmnop"),
+            ),
+            (
+                vec![("authorization", basic_ok.as_str())],
+                false,
+                None,
+                bad("Basic authorization is not accepted here; use Bearer"),
+            ),
+            (
+                vec![("authorization", basic_no_colon.as_str())],
+                true,
+                None,
+                bad("Basic credentials must be user:token"),
+            ),
+            (
+                vec![("authorization", basic_empty.as_str())],
+                true,
+                None,
+                bad("empty token in Basic password"),
+            ),
+            (
+                vec![("authorization", "Basic !!!")],
+                true,
+                None,
+                bad("Basic credentials are not valid base64"),
+            ),
+            (
+                vec![("x-api-key", "k-abcdefghijklmnop")],
+                true,
+                Some("x-api-key"),
+                tok("k-abcdefghijklmnop"),
+            ),
+            (vec![("x-api-key", "k-abc")], true, None, Presented::Missing),
+            (
+                vec![("x-api-key", "")],
+                true,
+                Some("x-api-key"),
+                bad("empty API-key header"),
+            ),
+            (
+                vec![("x-api-key", "a b")],
+                true,
+                Some("x-api-key"),
+                bad("API-key header contains spaces, commas or control characters"),
+            ),
+            (
+                vec![("x-api-key", "a"), ("x-api-key", "b")],
+                true,
+                Some("x-api-key"),
+                bad("more than one API-key header"),
+            ),
+            (
+                vec![("authorization", "Bearer a"), ("x-api-key", "b")],
+                true,
+                Some("x-api-key"),
+                bad("credentials in both Authorization and the API-key header"),
+            ),
+        ];
+        for (i, (headers, basic, key, want)) in cases.into_iter().enumerate() {
+            assert_eq!(run(&headers, basic, key), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn long_and_binary_values_are_malformed_not_panics() {
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(
+            run(&[("authorization", &long)], true, None),
+            Presented::Malformed("token too long")
+        );
+        let got = extract(
+            [("authorization", &b"Bearer \xff\xfe"[..])],
+            Sources {
+                accept_basic: true,
+                api_key_header: None,
+            },
+        );
+        assert!(matches!(got, Presented::Malformed(_)));
+    }
+}

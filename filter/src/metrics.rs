@@ -1,0 +1,121 @@
+//! Stat names. proxy-wasm metrics have no labels, so labels are encoded in the name as
+//! `.label.value` pairs; the `stats_tags` regexes in envoy/envoy.yaml turn them back into
+//! Prometheus labels. Envoy prefixes every wasm-defined stat with `wasmcustom.`.
+
+use crate::route::Signal;
+
+/// Why a request ended the way it did: the `outcome` label of `otlp_gate_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Accepted,
+    Missing,
+    Malformed,
+    Unknown,
+    Expired,
+    Disabled,
+    ForbiddenSignal,
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Accepted,
+        Outcome::Missing,
+        Outcome::Malformed,
+        Outcome::Unknown,
+        Outcome::Expired,
+        Outcome::Disabled,
+        Outcome::ForbiddenSignal,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Missing => "missing",
+            Outcome::Malformed => "malformed",
+            Outcome::Unknown => "unknown",
+            Outcome::Expired => "expired",
+            Outcome::Disabled => "disabled",
+            Outcome::ForbiddenSignal => "forbidden_signal",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// Dense index for a fixed-size table of metric ids.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The `signal` label: one of the three signals, or `none` for paths that are not OTLP.
+pub fn signal_label(signal: Option<Signal>) -> &'static str {
+    signal.map_or("none", Signal::as_str)
+}
+
+/// Dense index of a signal label (0..4) for a fixed-size table of metric ids.
+pub fn signal_index(signal: Option<Signal>) -> usize {
+    signal.map_or(3, |s| s as usize)
+}
+
+/// `otlp_gate_requests_total{signal,outcome}`.
+pub fn requests_total(signal: Option<Signal>, outcome: Outcome) -> String {
+    format!(
+        "otlp_gate_requests_total.signal.{}.outcome.{}",
+        signal_label(signal),
+        outcome.as_str()
+    )
+}
+
+/// `otlp_gate_token_requests_total{token_id}`: accepted requests per token.
+pub fn token_requests_total(token_id: &str) -> String {
+    format!("otlp_gate_token_requests_total.token_id.{token_id}")
+}
+
+/// `otlp_gate_token_expiry_timestamp_seconds{token_id}`: 0 when the token never expires.
+pub fn token_expiry(token_id: &str) -> String {
+    format!("otlp_gate_token_expiry_timestamp_seconds.token_id.{token_id}")
+}
+
+/// `otlp_gate_config_loads_total{result}` with `ok` or `rejected`.
+pub fn config_loads_total(ok: bool) -> &'static str {
+    if ok {
+        "otlp_gate_config_loads_total.result.ok"
+    } else {
+        "otlp_gate_config_loads_total.result.rejected"
+    }
+}
+
+pub const TOKENS_LOADED: &str = "otlp_gate_tokens_loaded";
+pub const CONFIG_GENERATION: &str = "otlp_gate_config_generation";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_encode_labels() {
+        assert_eq!(
+            requests_total(Some(Signal::Traces), Outcome::Accepted),
+            "otlp_gate_requests_total.signal.traces.outcome.accepted"
+        );
+        assert_eq!(
+            requests_total(None, Outcome::NotFound),
+            "otlp_gate_requests_total.signal.none.outcome.not_found"
+        );
+        assert_eq!(
+            token_requests_total("team-a"),
+            "otlp_gate_token_requests_total.token_id.team-a"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+            assert!(seen.insert(o.as_str()));
+        }
+        assert_eq!(signal_index(None), 3);
+        assert_eq!(signal_index(Some(Signal::Logs)), 0);
+    }
+}

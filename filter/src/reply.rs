@@ -1,0 +1,261 @@
+//! Local replies, encoded the way the client spoke: gRPC statuses for gRPC clients (never an
+//! HTTP error page), and `google.rpc.Status` bodies in protobuf or JSON for OTLP/HTTP, as the
+//! OTLP specification requires. RFC 6750 `WWW-Authenticate` challenges on 400/401/403.
+
+use prost::Message as _;
+
+use crate::route::{Encoding, Signal};
+
+/// `google.rpc.Status` (google/rpc/status.proto); `details` is never sent.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// gRPC status codes used here (also the `google.rpc.Code` values in Status bodies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcCode {
+    InvalidArgument = 3,
+    PermissionDenied = 7,
+    Unimplemented = 12,
+    Unauthenticated = 16,
+}
+
+/// Why a request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credential: 401 with a bare challenge (RFC 6750 §3.1: no error code).
+    Missing,
+    /// Unusable request: 400 `invalid_request`.
+    Malformed(&'static str),
+    /// Unknown, expired, not yet valid or disabled token: 401 `invalid_token`.
+    InvalidToken(&'static str),
+    /// Valid token without this signal: 403 `insufficient_scope`.
+    Scope(Signal),
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+/// A reply the filter sends instead of forwarding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status (Envoy sends 200 with `grpc-status` for gRPC replies).
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Set for gRPC clients: the status code and `grpc-message`.
+    pub grpc: Option<(GrpcCode, String)>,
+}
+
+impl Refusal {
+    pub fn message(self) -> String {
+        match self {
+            Refusal::Missing => "missing credentials: send Authorization: Bearer <token>".into(),
+            Refusal::Malformed(why) => format!("invalid request: {why}"),
+            Refusal::InvalidToken(why) => format!("invalid token: {why}"),
+            Refusal::Scope(s) => format!("token is not allowed to send {}", s.as_str()),
+            Refusal::NotFound => {
+                "not found: OTLP/HTTP endpoints are POST <prefix>/v1/{logs,metrics,traces}".into()
+            }
+            Refusal::MethodNotAllowed(allow) => format!("method not allowed: use {allow}"),
+        }
+    }
+
+    fn status(self) -> (u16, GrpcCode) {
+        match self {
+            Refusal::Missing | Refusal::InvalidToken(_) => (401, GrpcCode::Unauthenticated),
+            Refusal::Malformed(_) => (400, GrpcCode::InvalidArgument),
+            Refusal::Scope(_) => (403, GrpcCode::PermissionDenied),
+            Refusal::NotFound => (404, GrpcCode::Unimplemented),
+            Refusal::MethodNotAllowed(_) => (405, GrpcCode::Unimplemented),
+        }
+    }
+
+    fn challenge(self, realm: &str) -> Option<String> {
+        match self {
+            Refusal::Missing => Some(format!("Bearer realm=\"{realm}\"")),
+            Refusal::Malformed(_) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\""
+            )),
+            Refusal::InvalidToken(_) => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""))
+            }
+            Refusal::Scope(s) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
+                s.as_str()
+            )),
+            Refusal::NotFound | Refusal::MethodNotAllowed(_) => None,
+        }
+    }
+
+    /// Builds the reply in the client's encoding.
+    pub fn reply(self, encoding: Encoding, realm: &str) -> Reply {
+        let (status, code) = self.status();
+        let message = self.message();
+        if encoding == Encoding::Grpc {
+            return Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: Vec::new(),
+                grpc: Some((code, message)),
+            };
+        }
+        let mut headers = Vec::with_capacity(3);
+        if let Some(c) = self.challenge(realm) {
+            headers.push(("www-authenticate".to_owned(), c));
+        }
+        if let Refusal::MethodNotAllowed(allow) = self {
+            headers.push(("allow".to_owned(), allow.to_owned()));
+        }
+        let status_msg = RpcStatus {
+            code: code as i32,
+            message,
+        };
+        let (content_type, body) = match encoding {
+            Encoding::Protobuf => ("application/x-protobuf", status_msg.encode_to_vec()),
+            _ => ("application/json", json_status(&status_msg)),
+        };
+        headers.push(("content-type".to_owned(), content_type.to_owned()));
+        Reply {
+            status,
+            headers,
+            body,
+            grpc: None,
+        }
+    }
+}
+
+/// The proto3 JSON form of a Status: `{"code":16,"message":"…"}`.
+fn json_status(s: &RpcStatus) -> Vec<u8> {
+    serde_json::json!({"code": s.code, "message": s.message})
+        .to_string()
+        .into_bytes()
+}
+
+/// `GET {prefix}/healthz`: proves a valid config is loaded, without revealing anything secret.
+pub fn healthz(generation: u64, config_sha256: &str, tokens: usize) -> Reply {
+    let body = serde_json::json!({
+        "status": "ok",
+        "generation": generation,
+        "config_sha256": config_sha256,
+        "tokens": tokens,
+    });
+    Reply {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: body.to_string().into_bytes(),
+        grpc: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn reply_table() {
+        use Encoding::*;
+        let cases: &[(Refusal, Encoding, u16, Option<&str>, i32)] = &[
+            (
+                Refusal::Missing,
+                Json,
+                401,
+                Some(r#"Bearer realm="otlp""#),
+                16,
+            ),
+            (
+                Refusal::Malformed("x"),
+                Json,
+                400,
+                Some(r#"Bearer realm="otlp", error="invalid_request""#),
+                3,
+            ),
+            (
+                Refusal::InvalidToken("x"),
+                Protobuf,
+                401,
+                Some(r#"Bearer realm="otlp", error="invalid_token""#),
+                16,
+            ),
+            (
+                Refusal::Scope(Signal::Logs),
+                Protobuf,
+                403,
+                Some(r#"Bearer realm="otlp", error="insufficient_scope", scope="logs""#),
+                7,
+            ),
+            (Refusal::NotFound, Json, 404, None, 12),
+            (Refusal::MethodNotAllowed("POST"), Json, 405, None, 12),
+        ];
+        for &(refusal, enc, status, challenge, code) in cases {
+            let r = refusal.reply(enc, "otlp");
+            assert_eq!(r.status, status, "{refusal:?}");
+            assert_eq!(header(&r, "www-authenticate"), challenge, "{refusal:?}");
+            assert!(r.grpc.is_none());
+            let decoded = match enc {
+                Protobuf => {
+                    assert_eq!(header(&r, "content-type"), Some("application/x-protobuf"));
+                    RpcStatus::decode(r.body.as_slice()).unwrap()
+                }
+                _ => {
+                    assert_eq!(header(&r, "content-type"), Some("application/json"));
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                    RpcStatus {
+                        code: v["code"].as_i64().unwrap() as i32,
+                        message: v["message"].as_str().unwrap().into(),
+                    }
+                }
+            };
+            assert_eq!(decoded.code, code);
+            assert_eq!(decoded.message, refusal.message());
+        }
+        assert_eq!(
+            header(
+                &Refusal::MethodNotAllowed("POST").reply(Json, "otlp"),
+                "allow"
+            ),
+            Some("POST")
+        );
+    }
+
+    #[test]
+    fn grpc_replies_are_statuses() {
+        let cases = [
+            (Refusal::Missing, GrpcCode::Unauthenticated),
+            (Refusal::InvalidToken("expired"), GrpcCode::Unauthenticated),
+            (Refusal::Scope(Signal::Traces), GrpcCode::PermissionDenied),
+            (Refusal::Malformed("x"), GrpcCode::InvalidArgument),
+            (Refusal::NotFound, GrpcCode::Unimplemented),
+            (Refusal::MethodNotAllowed("POST"), GrpcCode::Unimplemented),
+        ];
+        for (refusal, code) in cases {
+            let r = refusal.reply(Encoding::Grpc, "otlp");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.grpc, Some((code, refusal.message())));
+            assert!(r.body.is_empty());
+        }
+    }
+
+    #[test]
+    fn healthz_has_no_secrets() {
+        let r = healthz(3, "ab", 2);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"status":"ok","generation":3,"config_sha256":"ab","tokens":2})
+        );
+    }
+}
