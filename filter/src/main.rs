@@ -1,1 +1,448 @@
-fn main() {}
+//! `otlp-gate`: the operator CLI. It validates configurations with exactly the code the filter
+//! runs, and creates tokens so that only their digests ever reach a config file.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use otlp_gate::config::{self, Config};
+use otlp_gate::route::Signal;
+use otlp_gate::time::{format_rfc3339, parse_rfc3339};
+use serde_json::{Map, Value, json};
+
+const USAGE: &str = "\
+otlp-gate: operator CLI for the otlp-gate Envoy filter
+
+USAGE:
+  otlp-gate token new --id ID [--tenant T] [--signals logs,metrics,traces]
+                      [--not-before RFC3339] [--expires RFC3339] [--json]
+      Print a fresh 256-bit token (once) and the config entry holding only its sha256.
+  otlp-gate hash
+      Read one token from stdin (one trailing newline is trimmed) and print its sha256.
+  otlp-gate check FILE
+      Validate a plugin config: plain JSON, or the Envoy ECDS resource file (YAML or JSON)
+      that wraps it. Prints every problem with its location; exit status 1 if any.
+
+Exit status: 0 ok, 1 invalid input, 2 usage error.";
+
+/// Prefix of generated tokens: lets secret scanners recognise a leaked otlp-gate token.
+const TOKEN_PREFIX: &str = "otlpgate_";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match run(&args) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Usage(msg)) => {
+            eprintln!("otlp-gate: {msg}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Invalid(msg)) => {
+            eprint!("{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Failure {
+    Usage(String),
+    Invalid(String),
+}
+
+fn run(args: &[&str]) -> Result<String, Failure> {
+    match args {
+        [] | ["-h" | "--help" | "help", ..] => Ok(format!("{USAGE}\n")),
+        ["token", "new", rest @ ..] => token_new(&parse_flags(rest, &["--json"])?),
+        ["token", ..] => Err(Failure::Usage(
+            "unknown token command (did you mean `token new`?)".into(),
+        )),
+        ["hash"] => {
+            let mut input = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut input)
+                .map_err(|e| Failure::Invalid(format!("cannot read stdin: {e}\n")))?;
+            hash(&input).map(|h| format!("{h}\n"))
+        }
+        ["check", file] => {
+            let text = std::fs::read(file)
+                .map_err(|e| Failure::Invalid(format!("{file}: cannot read: {e}\n")))?;
+            check(file, &text)
+        }
+        [cmd, ..] => Err(Failure::Usage(format!(
+            "unknown command or arguments for {cmd:?}"
+        ))),
+    }
+}
+
+/// `--flag value` pairs and boolean switches.
+fn parse_flags<'a>(
+    args: &[&'a str],
+    switches: &[&str],
+) -> Result<Vec<(&'a str, Option<&'a str>)>, Failure> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(&flag) = it.next() {
+        if !flag.starts_with("--") {
+            return Err(Failure::Usage(format!("unexpected argument {flag:?}")));
+        }
+        if switches.contains(&flag) {
+            out.push((flag, None));
+        } else {
+            let value = it
+                .next()
+                .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+            out.push((flag, Some(*value)));
+        }
+    }
+    Ok(out)
+}
+
+fn token_new(flags: &[(&str, Option<&str>)]) -> Result<String, Failure> {
+    let mut entry = Map::new();
+    let mut as_json = false;
+    let mut id = None;
+    for &(flag, value) in flags {
+        let v = value.unwrap_or_default();
+        match flag {
+            "--id" => id = Some(v),
+            "--tenant" => {
+                entry.insert("tenant".into(), json!(v));
+            }
+            "--signals" => {
+                let list: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                entry.insert("signals".into(), json!(list));
+            }
+            "--expires" => {
+                entry.insert("expires_at".into(), json!(v));
+            }
+            "--not-before" => {
+                entry.insert("not_before".into(), json!(v));
+            }
+            "--json" => as_json = true,
+            other => return Err(Failure::Usage(format!("unknown option {other}"))),
+        }
+    }
+    let id = id.ok_or_else(|| Failure::Usage("token new needs --id".into()))?;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| Failure::Invalid(format!("no randomness available: {e}\n")))?;
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    entry.insert("id".into(), json!(id));
+    entry.insert(
+        "sha256".into(),
+        json!(config::hex(&config::digest(token.as_bytes()))),
+    );
+    // Validate the entry with the filter's own rules before printing anything.
+    let probe = json!({ "tokens": [Value::Object(entry.clone())] });
+    if let Err(errors) = config::parse(probe.to_string().as_bytes()) {
+        let list: Vec<String> = errors
+            .iter()
+            .map(|e| format!("  {}\n", e.to_string().replace("tokens[0].", "")))
+            .collect();
+        return Err(Failure::Invalid(format!(
+            "token new: invalid entry:\n{}",
+            list.concat()
+        )));
+    }
+    let ordered = [
+        "id",
+        "sha256",
+        "tenant",
+        "signals",
+        "not_before",
+        "expires_at",
+    ];
+    let mut out = format!(
+        "# New token {id:?}: shown once, store it in your secret manager and give it to the client:\n{token}\n\n"
+    );
+    if as_json {
+        let mut obj = Map::new();
+        for k in ordered {
+            if let Some(v) = entry.get(k) {
+                obj.insert(k.into(), v.clone());
+            }
+        }
+        out.push_str(&format!(
+            "# Config entry (append to \"tokens\"):\n{}\n",
+            Value::Object(obj)
+        ));
+    } else {
+        out.push_str("# Config entry (append under `tokens:` in the ECDS file, then `otlp-gate check` it):\n");
+        let mut first = true;
+        for k in ordered {
+            if let Some(v) = entry.get(k) {
+                out.push_str(if first { "- " } else { "  " });
+                out.push_str(&format!("{k}: {v}\n"));
+                first = false;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn hash(input: &[u8]) -> Result<String, Failure> {
+    let token = input
+        .strip_suffix(b"\n")
+        .map_or(input, |t| t.strip_suffix(b"\r").unwrap_or(t));
+    if token.is_empty() {
+        return Err(Failure::Invalid("hash: no token on stdin\n".into()));
+    }
+    if !otlp_gate::credentials::is_b64token(token) {
+        return Err(Failure::Invalid(
+            "hash: the token contains characters a client cannot send in `Authorization: Bearer` \
+             (allowed: letters, digits, -._~+/ then optional =); was extra whitespace pasted?\n"
+                .into(),
+        ));
+    }
+    Ok(config::hex(&config::digest(token)))
+}
+
+/// One plugin configuration found in a file, with where it was found.
+struct Found {
+    location: String,
+    raw: Vec<u8>,
+}
+
+fn check(file: &str, text: &[u8]) -> Result<String, Failure> {
+    let found = extract_configs(file, text)?;
+    let mut out = String::new();
+    let mut failed = String::new();
+    for f in found {
+        match config::parse(&f.raw) {
+            Ok(cfg) => out.push_str(&summary(&f.location, &cfg)),
+            Err(errors) => {
+                failed.push_str(&format!(
+                    "{}: INVALID ({} problem(s))\n",
+                    f.location,
+                    errors.len()
+                ));
+                for e in errors {
+                    failed.push_str(&format!("  {e}\n"));
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(out)
+    } else {
+        Err(Failure::Invalid(failed))
+    }
+}
+
+/// Finds the plugin configuration(s): a plain config object, or ECDS `resources[]` whose
+/// `typed_config.config.configuration` is a `Struct` (`value:` object) or `StringValue`.
+fn extract_configs(file: &str, text: &[u8]) -> Result<Vec<Found>, Failure> {
+    let doc: Value = match serde_json::from_slice(text) {
+        Ok(v) => v,
+        Err(_) => serde_yaml::from_slice(text)
+            .map_err(|e| Failure::Invalid(format!("{file}: neither JSON nor YAML: {e}\n")))?,
+    };
+    if doc.get("tokens").is_some() || doc.get("resources").is_none() {
+        return Ok(vec![Found {
+            location: file.into(),
+            raw: serde_json::to_vec(&doc).unwrap_or_default(),
+        }]);
+    }
+    let resources = doc["resources"]
+        .as_array()
+        .ok_or_else(|| Failure::Invalid(format!("{file}: resources: must be a list\n")))?;
+    let mut found = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let loc = format!("{file}: resources[{i}].typed_config.config.configuration");
+        let wasm = &r["typed_config"];
+        if wasm["@type"] != "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm" {
+            return Err(Failure::Invalid(format!(
+                "{file}: resources[{i}].typed_config: @type must be type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n"
+            )));
+        }
+        let conf = &wasm["config"]["configuration"];
+        let raw = match (conf["@type"].as_str(), &conf["value"]) {
+            (Some("type.googleapis.com/google.protobuf.Struct"), v @ Value::Object(_)) => {
+                serde_json::to_vec(v).unwrap_or_default()
+            }
+            (Some("type.googleapis.com/google.protobuf.StringValue"), Value::String(s)) => {
+                s.clone().into_bytes()
+            }
+            _ => {
+                return Err(Failure::Invalid(format!(
+                    "{loc}: must be a google.protobuf.Struct with a `value:` object (or a StringValue with a JSON string)\n"
+                )));
+            }
+        };
+        found.push(Found { location: loc, raw });
+    }
+    if found.is_empty() {
+        return Err(Failure::Invalid(format!("{file}: resources: is empty\n")));
+    }
+    Ok(found)
+}
+
+fn summary(location: &str, cfg: &Config) -> String {
+    let mut tenants: Vec<&str> = cfg
+        .tokens
+        .iter()
+        .filter_map(|t| t.tenant.as_deref())
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let untenanted = cfg.tokens.iter().filter(|t| t.tenant.is_none()).count();
+    let disabled = cfg.tokens.iter().filter(|t| t.disabled).count();
+    let mut out = format!(
+        "{location}: OK: {} token(s), {} disabled, tenants: {}{}\n",
+        cfg.tokens.len(),
+        disabled,
+        if tenants.is_empty() {
+            "none".to_owned()
+        } else {
+            tenants.join(", ")
+        },
+        if untenanted > 0 {
+            format!(" ({untenanted} token(s) without a tenant: no tenant header is sent)")
+        } else {
+            String::new()
+        },
+    );
+    if let Some(t) = cfg
+        .tokens
+        .iter()
+        .filter(|t| t.expires_at.is_some())
+        .min_by_key(|t| t.expires_at)
+    {
+        out.push_str(&format!(
+            "  soonest expiry: {} at {}\n",
+            t.id,
+            format_rfc3339(t.expires_at.unwrap_or_default())
+        ));
+    }
+    for w in cfg.warnings() {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    out.push_str(&format!("  config sha256 (as the filter will report it in healthz when loaded from this JSON): {}\n", cfg.sha256_hex));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors() {
+        assert!(matches!(run(&["frobnicate"]), Err(Failure::Usage(_))));
+        assert!(matches!(run(&["token", "old"]), Err(Failure::Usage(_))));
+        assert!(matches!(run(&["token", "new"]), Err(Failure::Usage(m)) if m.contains("--id")));
+        assert!(
+            matches!(run(&["token", "new", "--id"]), Err(Failure::Usage(m)) if m.contains("needs a value"))
+        );
+        assert!(matches!(
+            run(&["token", "new", "--id", "a", "--colour", "red"]),
+            Err(Failure::Usage(_))
+        ));
+        assert!(run(&["--help"]).unwrap().contains("USAGE"));
+    }
+
+    #[test]
+    fn token_new_prints_a_valid_entry_without_reusing_tokens() {
+        let a = run(&[
+            "token",
+            "new",
+            "--id",
+            "team-a",
+            "--tenant",
+            "team-a",
+            "--signals",
+            "logs,traces",
+            "--json",
+        ])
+        .unwrap();
+        let b = run(&["token", "new", "--id", "team-a", "--json"]).unwrap();
+        let token_a = a.lines().nth(1).unwrap();
+        let token_b = b.lines().nth(1).unwrap();
+        assert_ne!(token_a, token_b);
+        assert!(token_a.starts_with(TOKEN_PREFIX) && token_a.len() == TOKEN_PREFIX.len() + 43);
+        let entry: Value = serde_json::from_str(a.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            entry["sha256"],
+            config::hex(&config::digest(token_a.as_bytes()))
+        );
+        assert_eq!(entry["signals"], json!(["logs", "traces"]));
+        assert!(!a.lines().last().unwrap().contains(token_a));
+    }
+
+    #[test]
+    fn token_new_refuses_bad_entries() {
+        let e = run(&[
+            "token",
+            "new",
+            "--id",
+            "a b",
+            "--tenant",
+            "x|y",
+            "--signals",
+            "spans",
+            "--expires",
+            "soon",
+        ])
+        .unwrap_err();
+        let Failure::Invalid(msg) = e else { panic!() };
+        for frag in ["id:", "tenant:", "signals[0]:", "expires_at:"] {
+            assert!(msg.contains(frag), "{frag} in {msg}");
+        }
+    }
+
+    #[test]
+    fn hash_trims_one_newline() {
+        let want = config::hex(&config::digest(b"abc-token"));
+        assert_eq!(hash(b"abc-token\n").unwrap(), want);
+        assert_eq!(hash(b"abc-token\r\n").unwrap(), want);
+        assert_eq!(hash(b"abc-token").unwrap(), want);
+        assert!(hash(b"abc-token\n\n").is_err());
+        assert!(hash(b"\n").is_err());
+        assert!(hash(b"").is_err());
+        let Failure::Invalid(msg) = hash(b"secret with space").unwrap_err() else {
+            panic!()
+        };
+        assert!(!msg.contains("secret"));
+    }
+
+    #[test]
+    fn check_reads_plain_and_ecds() {
+        let plain = br#"{"tokens":[{"id":"a","token":"abcdefghijklmnop","tenant":"t"}]}"#;
+        assert!(check("c.json", plain).unwrap().contains("OK: 1 token(s)"));
+        let ecds = "version_info: '1'\nresources:\n- '@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: otlp-gate\n  typed_config:\n    '@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n    config:\n      configuration:\n        '@type': type.googleapis.com/google.protobuf.Struct\n        value:\n          tokens:\n          - id: a\n            sha256: 0000000000000000000000000000000000000000000000000000000000000001\n            tenant: team-a\n            expires_at: 2027-01-01T00:00:00Z\n";
+        let out = check("f.yaml", ecds.as_bytes()).unwrap();
+        assert!(
+            out.contains("resources[0].typed_config.config.configuration: OK"),
+            "{out}"
+        );
+        assert!(
+            out.contains("soonest expiry: a at 2027-01-01T00:00:00Z"),
+            "{out}"
+        );
+        let bad = ecds.replace("team-a", "team|a").replace(
+            "0000000000000000000000000000000000000000000000000000000000000001",
+            "xyz",
+        );
+        let Failure::Invalid(msg) = check("f.yaml", bad.as_bytes()).unwrap_err() else {
+            panic!()
+        };
+        assert!(
+            msg.contains("tokens[0].sha256") && msg.contains("tokens[0].tenant"),
+            "{msg}"
+        );
+        let string_value = ecds.replace("google.protobuf.Struct", "google.protobuf.StringValue");
+        assert!(check("f.yaml", string_value.as_bytes()).is_err());
+        assert!(check("f.yaml", b"resources: 5").is_err());
+        assert!(check("f.yaml", b": : :\n  - [").is_err());
+    }
+}

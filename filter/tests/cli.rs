@@ -1,0 +1,66 @@
+//! The CLI as operators run it: the real binary, stdin, exit codes.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+fn cli(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otlp-gate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn new_token_hash_and_check_round_trip() {
+    let (code, out, _) = cli(&["token", "new", "--id", "ci", "--tenant", "team-a"], b"");
+    assert_eq!(code, 0);
+    let token = out.lines().nth(1).unwrap().to_owned();
+    let (code, digest, _) = cli(&["hash"], format!("{token}\n").as_bytes());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("sha256: \"{}\"", digest.trim())),
+        "entry carries the digest"
+    );
+
+    let dir = std::env::temp_dir().join(format!("otlp-gate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.yaml");
+    let entry: String = out
+        .lines()
+        .skip_while(|l| !l.starts_with("- "))
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    std::fs::write(&file, format!("tokens:\n{entry}")).unwrap();
+    let (code, out, err) = cli(&["check", file.to_str().unwrap()], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK: 1 token(s)"));
+    assert!(!out.contains(&token) && !err.contains(&token));
+
+    std::fs::write(&file, "tokens:\n- id: x\n  token: too-short\n").unwrap();
+    let (code, _, err) = cli(&["check", file.to_str().unwrap()], b"");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tokens[0].token") && !err.contains("too-short"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn usage_and_missing_files() {
+    assert_eq!(cli(&["bogus"], b"").0, 2);
+    let (code, _, err) = cli(&["check", "/nonexistent/otlp-gate.yaml"], b"");
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read"));
+    assert_eq!(cli(&["hash"], b"").0, 1);
+}
