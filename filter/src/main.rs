@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use otlp_gate::config::{self, Config};
-use otlp_gate::route::Signal;
-use otlp_gate::time::{format_rfc3339, parse_rfc3339};
+use otlp_gate::time::format_rfc3339;
 use serde_json::{Map, Value, json};
 
 const USAGE: &str = "\
