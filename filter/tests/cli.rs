@@ -1,4 +1,5 @@
 //! The CLI as operators run it: the real binary, stdin, exit codes.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
