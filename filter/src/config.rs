@@ -64,7 +64,8 @@ pub struct Config {
     pub api_key_header: Option<String>,
     pub realm: String,
     pub tokens: Vec<Token>,
-    /// Hex SHA-256 of the raw configuration bytes: shown by healthz, safe to publish.
+    /// Hex SHA-256 of the canonical JSON of the configuration: shown by healthz and by
+    /// `otlp-gate check`, safe to publish (tokens are digests or absent).
     pub sha256_hex: String,
     by_digest: HashMap<[u8; 32], usize>,
 }
@@ -298,15 +299,24 @@ fn unknown_keys(obj: &Map<String, Value>, allowed: &[&str], base: &str, errs: &m
 /// Parses and validates a configuration. Returns every problem found.
 pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
     let mut errs = Errors(Vec::new());
+    // JSON (a StringValue, or the CLI) or a serialized google.protobuf.Struct (Envoy).
     let value: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
-        Err(e) => {
-            return Err(vec![ConfigError {
-                path: String::new(),
-                message: format!("configuration is not valid JSON: {e}"),
-            }]);
-        }
+        Err(e) => match crate::structpb::decode(raw) {
+            Some(v) if raw.first() == Some(&0x0a) => v,
+            _ => {
+                return Err(vec![ConfigError {
+                    path: String::new(),
+                    message: format!(
+                        "configuration is neither JSON ({e}) nor a google.protobuf.Struct"
+                    ),
+                }]);
+            }
+        },
     };
+    // The content hash is over the canonical JSON (sorted keys), so the same content gives
+    // the same hash whether it arrived as JSON or as a Struct.
+    let canonical = value.to_string();
     let Value::Object(top) = value else {
         return Err(vec![ConfigError {
             path: String::new(),
@@ -427,7 +437,7 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         api_key_header,
         realm,
         tokens,
-        sha256_hex: hex(&digest(raw)),
+        sha256_hex: hex(&digest(canonical.as_bytes())),
         by_digest,
     })
 }
@@ -784,7 +794,7 @@ mod tests {
     fn not_json_is_one_clear_error() {
         let e = parse(b"not json").unwrap_err();
         assert_eq!(e.len(), 1);
-        assert!(e[0].message.starts_with("configuration is not valid JSON"));
+        assert!(e[0].message.starts_with("configuration is neither JSON"));
     }
 
     #[test]

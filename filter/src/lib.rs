@@ -9,6 +9,7 @@ pub mod gate;
 pub mod metrics;
 pub mod reply;
 pub mod route;
+pub mod structpb;
 pub mod time;
 
 #[cfg(test)]
