@@ -2,32 +2,37 @@
 //! apply its decision, count it. Nothing here decides anything.
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use hashbrown::HashMap;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MetricType, Status};
 
 use crate::config::{self, Config};
-use crate::gate::{self, Decision};
+use crate::gate::{self, Decision, Env};
 use crate::metrics::{self, Outcome};
 use crate::reply::{GrpcCode, Reply};
 use crate::route::Signal;
+use crate::shared::{Conflict, SharedStore};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+/// Expiry warnings are repeated once a day while the plugin runs.
+const EXPIRY_WARNING_PERIOD: Duration = Duration::from_secs(86_400);
+
 thread_local! {
     /// Per-VM (per Envoy worker) generation: +1 whenever a config with a new hash loads.
     static GENERATION: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
 }
 
-/// Counters are defined once per VM; Envoy shares the underlying stat between workers.
+/// Defines a metric (idempotent in Envoy; each VM caches the ids it gets).
 fn metric(kind: MetricType, name: &str) -> Option<u32> {
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
@@ -38,20 +43,75 @@ fn metric(kind: MetricType, name: &str) -> Option<u32> {
     }
 }
 
-fn bump(id: Option<u32>) {
+fn bump_by(id: Option<u32>, n: i64) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = hostcalls::increment_metric(id, n);
     }
+}
+
+fn bump(id: Option<u32>) {
+    bump_by(id, 1);
+}
+
+fn now_ns() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Label combinations of the by-signal-and-outcome counters.
+const SIGNALS: [Option<Signal>; 4] = [
+    Some(Signal::Logs),
+    Some(Signal::Metrics),
+    Some(Signal::Traces),
+    None,
+];
+type ByOutcome = [[Option<u32>; Outcome::ALL.len()]; 4];
+
+fn define_by_outcome(name: fn(Option<Signal>, Outcome) -> String) -> ByOutcome {
+    let mut ids = [[None; Outcome::ALL.len()]; 4];
+    for (si, signal) in SIGNALS.into_iter().enumerate() {
+        for outcome in Outcome::ALL {
+            ids[si][outcome.index()] = metric(MetricType::Counter, &name(signal, outcome));
+        }
+    }
+    ids
 }
 
 /// What a plugin instance holds once its config is valid; shared with its HTTP contexts.
 struct Loaded {
     config: Config,
     generation: u64,
-    /// `otlp_gate_requests_total` ids, by signal index then outcome index.
-    requests: [[Option<u32>; Outcome::ALL.len()]; 4],
-    /// `otlp_gate_token_requests_total` ids, defined on a token's first accepted request.
-    token_requests: RefCell<HashMap<usize, Option<u32>>>,
+    requests: ByOutcome,
+    dry_run: ByOutcome,
+    conflicts: Option<u32>,
+    /// Per-token counters, defined on first use: (token index, which) → id.
+    per_token: RefCell<HashMap<(usize, u8), Option<u32>>>,
+}
+
+const TOKEN_REQUESTS: u8 = 0;
+const TOKEN_THROTTLED: u8 = 1;
+const TOKEN_THROTTLED_BYTES: u8 = 2;
+const TOKEN_BYTES: u8 = 3;
+
+impl Loaded {
+    fn token_counter(&self, token: usize, which: u8) -> Option<u32> {
+        *self
+            .per_token
+            .borrow_mut()
+            .entry((token, which))
+            .or_insert_with(|| {
+                let id = &self.config.tokens.get(token)?.id;
+                let name = match which {
+                    TOKEN_REQUESTS => metrics::token_requests_total(id),
+                    TOKEN_THROTTLED => metrics::token_throttled_total(id),
+                    TOKEN_THROTTLED_BYTES => metrics::token_throttled_bytes_total(id),
+                    _ => metrics::token_bytes_total(id),
+                };
+                metric(MetricType::Counter, &name)
+            })
+    }
 }
 
 #[derive(Default)]
@@ -87,6 +147,9 @@ impl RootContext for Root {
         for w in config.warnings() {
             warn!("otlp-gate: {w}");
         }
+        for w in config.expiry_warnings(now_ns().div_euclid(1_000_000_000)) {
+            warn!("otlp-gate: {w}");
+        }
         let generation = GENERATION.with(|g| {
             let mut g = g.borrow_mut();
             if g.1 != config.sha256_hex {
@@ -95,23 +158,6 @@ impl RootContext for Root {
             }
             g.0
         });
-        let mut requests = [[None; Outcome::ALL.len()]; 4];
-        for (si, signal) in [
-            Some(Signal::Logs),
-            Some(Signal::Metrics),
-            Some(Signal::Traces),
-            None,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            for outcome in Outcome::ALL {
-                requests[si][outcome.index()] = metric(
-                    MetricType::Counter,
-                    &metrics::requests_total(signal, outcome),
-                );
-            }
-        }
         let gauge = |name: &str, value: u64| {
             if let Some(id) = metric(MetricType::Gauge, name) {
                 let _ = hostcalls::record_metric(id, value);
@@ -119,6 +165,7 @@ impl RootContext for Root {
         };
         gauge(metrics::TOKENS_LOADED, config.tokens.len() as u64);
         gauge(metrics::CONFIG_GENERATION, generation);
+        gauge(metrics::DRY_RUN_ENABLED, u64::from(config.dry_run));
         for t in &config.tokens {
             let expiry = t.expires_at.map_or(0, |e| u64::try_from(e).unwrap_or(0));
             gauge(&metrics::token_expiry(&t.id), expiry);
@@ -135,17 +182,31 @@ impl RootContext for Root {
         self.loaded = Some(Rc::new(Loaded {
             config,
             generation,
-            requests,
-            token_requests: RefCell::new(HashMap::new()),
+            requests: define_by_outcome(metrics::requests_total),
+            dry_run: define_by_outcome(metrics::dry_run_total),
+            conflicts: metric(MetricType::Counter, metrics::SHARED_DATA_CONFLICTS),
+            per_token: RefCell::new(HashMap::new()),
         }));
+        self.set_tick_period(EXPIRY_WARNING_PERIOD);
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(l) = &self.loaded {
+            for w in l.config.expiry_warnings(now_ns().div_euclid(1_000_000_000)) {
+                warn!("otlp-gate: {w}");
+            }
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Without a valid config there is no HTTP context: Envoy then never forwards unchecked
         // traffic (on_configure returning false already made it refuse the plugin).
         let loaded = self.loaded.clone()?;
-        Some(Box::new(Stream { loaded }))
+        Some(Box::new(Stream {
+            loaded,
+            charge: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -153,8 +214,43 @@ impl RootContext for Root {
     }
 }
 
+/// proxy-wasm shared data and properties, as the core's `Env`.
+struct Host<'a> {
+    loaded: &'a Loaded,
+}
+
+impl SharedStore for Host<'_> {
+    fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Conflict> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(Conflict),
+            Err(e) => {
+                warn!("otlp-gate: shared data write failed: {e:?}");
+                Err(Conflict)
+            }
+        }
+    }
+}
+
+impl Env for Host<'_> {
+    fn peer(&mut self) -> Option<IpAddr> {
+        let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
+        crate::cidr::parse_socket_address(std::str::from_utf8(&raw).ok()?)
+    }
+
+    fn contended(&mut self) {
+        bump(self.loaded.conflicts);
+    }
+}
+
 struct Stream {
     loaded: Rc<Loaded>,
+    /// The token whose byte budget body chunks are charged to.
+    charge: Option<usize>,
 }
 
 impl Context for Stream {}
@@ -162,18 +258,20 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = self.get_http_request_headers_bytes();
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let l = &self.loaded;
+        let l = Rc::clone(&self.loaded);
         let decision = gate::decide(
             &l.config,
             headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
-            now,
+            now_ns(),
             l.generation,
+            &mut Host { loaded: &l },
         );
-        self.count(&decision);
+        let declared_len = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        count(&l, &decision, declared_len);
         let token_id = decision
             .token
             .and_then(|i| l.config.tokens.get(i))
@@ -181,7 +279,15 @@ impl HttpContext for Stream {
         let signal = metrics::signal_label(decision.signal);
         match decision.action {
             gate::Action::Forward(fwd) => {
-                debug!("otlp-gate: accepted {signal} token={token_id}");
+                if let Some(would_be) = decision.would_be {
+                    info!(
+                        "otlp-gate: dry-run forwarded {signal} that would be {} token={token_id} reason={}",
+                        would_be.as_str(),
+                        decision.reason
+                    );
+                } else {
+                    debug!("otlp-gate: accepted {signal} token={token_id}");
+                }
                 for name in &fwd.remove {
                     self.set_http_request_header(name, None);
                 }
@@ -191,13 +297,19 @@ impl HttpContext for Stream {
                 if let Some(path) = &fwd.path {
                     self.set_http_request_header(":path", Some(path));
                 }
+                self.charge = decision.token.filter(|&i| {
+                    l.config
+                        .tokens
+                        .get(i)
+                        .is_some_and(|t| t.rate.is_some_and(|r| r.bytes_per_second.is_some()))
+                });
                 Action::Continue
             }
             gate::Action::Reply(reply) => {
-                if decision.outcome.is_some() {
+                if let Some(outcome) = decision.outcome {
                     debug!(
                         "otlp-gate: rejected {signal} outcome={} token={token_id} reason={}",
-                        decision.outcome.map_or("-", Outcome::as_str),
+                        outcome.as_str(),
                         decision.reason
                     );
                 }
@@ -206,45 +318,63 @@ impl HttpContext for Stream {
             }
         }
     }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if let Some(token) = self.charge {
+            let l = Rc::clone(&self.loaded);
+            let bytes = body_size as u64;
+            if !gate::charge_body(&l.config, token, bytes, now_ns(), &mut Host { loaded: &l }) {
+                bump(l.conflicts);
+            }
+            bump_by(
+                l.token_counter(token, TOKEN_BYTES),
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+            );
+        }
+        Action::Continue
+    }
 }
 
-impl Stream {
-    fn count(&self, d: &Decision) {
-        let Some(outcome) = d.outcome else { return };
-        let l = &self.loaded;
-        bump(l.requests[metrics::signal_index(d.signal)][outcome.index()]);
-        if outcome == Outcome::Accepted
-            && let Some(i) = d.token
-        {
-            let id = *l.token_requests.borrow_mut().entry(i).or_insert_with(|| {
-                l.config.tokens.get(i).and_then(|t| {
-                    metric(MetricType::Counter, &metrics::token_requests_total(&t.id))
-                })
-            });
-            bump(id);
-        }
+fn count(l: &Loaded, d: &Decision, declared_len: i64) {
+    let Some(outcome) = d.outcome else { return };
+    let si = metrics::signal_index(d.signal);
+    bump(l.requests[si][outcome.index()]);
+    if let Some(would_be) = d.would_be {
+        bump(l.dry_run[si][would_be.index()]);
+    }
+    let Some(token) = d.token else { return };
+    if outcome == Outcome::Accepted {
+        bump(l.token_counter(token, TOKEN_REQUESTS));
+    }
+    if outcome == Outcome::RateLimited || d.would_be == Some(Outcome::RateLimited) {
+        bump(l.token_counter(token, TOKEN_THROTTLED));
+        bump_by(
+            l.token_counter(token, TOKEN_THROTTLED_BYTES),
+            declared_len.max(0),
+        );
     }
 }
 
 fn send(reply: &Reply) {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let result = match &reply.grpc {
         Some((code, message)) => {
             let code = match code {
                 GrpcCode::InvalidArgument => GrpcStatusCode::InvalidArgument,
                 GrpcCode::PermissionDenied => GrpcStatusCode::PermissionDenied,
+                GrpcCode::ResourceExhausted => GrpcStatusCode::ResourceExhausted,
                 GrpcCode::Unimplemented => GrpcStatusCode::Unimplemented,
                 GrpcCode::Unauthenticated => GrpcStatusCode::Unauthenticated,
             };
-            hostcalls::send_grpc_response(code, Some(message), vec![])
+            let metadata: Vec<(&str, &[u8])> =
+                headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+            hostcalls::send_grpc_response(code, Some(message), metadata)
         }
-        None => {
-            let headers: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body))
-        }
+        None => hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)),
     };
     if let Err(e) = result {
         error!("otlp-gate: cannot send local reply: {e:?}");

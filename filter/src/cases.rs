@@ -2,17 +2,42 @@
 //! tables run through the compiled module in the wasmtime harness and, in part, real Envoy.
 
 use base64::Engine as _;
+use prost::Message as _;
 use serde_json::Value;
 
 use crate::config;
-use crate::gate::{self, Action};
+use crate::gate::{self, Action, Env};
 use crate::metrics;
-use crate::reply::RpcStatus;
+use crate::reply::{RETRY_INFO_TYPE, RetryInfo, RpcStatus};
+use crate::shared::{Conflict, MemStore, SharedStore};
 use crate::time::parse_rfc3339;
 
 const BEHAVIOUR: &str = include_str!("../../tests/cases/behaviour.json");
 const CONFIG_ERRORS: &str = include_str!("../../tests/cases/config_errors.json");
 const DEFAULT_NOW: &str = "2026-06-01T00:00:00Z";
+const DEFAULT_SOURCE: &str = "192.0.2.1:40000";
+
+/// The native stand-in for Envoy: shared data in memory and a settable peer address.
+#[derive(Default)]
+struct TestEnv {
+    store: MemStore,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl SharedStore for TestEnv {
+    fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.store.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Conflict> {
+        self.store.set(key, value, cas)
+    }
+}
+
+impl Env for TestEnv {
+    fn peer(&mut self) -> Option<std::net::IpAddr> {
+        self.peer
+    }
+}
 
 /// Expands `{{token:NAME}}`, `{{basic:USER:NAME}}` and `{{b64:TEXT}}` in a header value.
 fn expand(value: &str, tokens: &Value) -> String {
@@ -45,12 +70,73 @@ fn expand(value: &str, tokens: &Value) -> String {
     out
 }
 
+fn request_headers(req: &Value, tokens: &Value) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = vec![
+        (":method".into(), req["method"].as_str().unwrap().into()),
+        (":path".into(), req["path"].as_str().unwrap().into()),
+    ];
+    for h in req["headers"].as_array().unwrap() {
+        headers.push((
+            h[0].as_str().unwrap().into(),
+            expand(h[1].as_str().unwrap(), tokens),
+        ));
+    }
+    headers
+}
+
+fn peer_of(req: &Value) -> Option<std::net::IpAddr> {
+    crate::cidr::parse_socket_address(req["source"].as_str().unwrap_or(DEFAULT_SOURCE))
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     headers
         .iter()
         .filter(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
         .collect()
+}
+
+fn decide(
+    cfg: &config::Config,
+    headers: &[(String, String)],
+    now_ns: i64,
+    env: &mut TestEnv,
+) -> gate::Decision {
+    gate::decide(
+        cfg,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        now_ns,
+        1,
+        env,
+    )
+}
+
+/// Checks a decoded Status against `{"code", "message_contains", "retry_delay"}`.
+fn check_status(name: &str, status: &RpcStatus, want: &Value) {
+    assert_eq!(
+        i64::from(status.code),
+        want["code"].as_i64().unwrap(),
+        "{name}: body code"
+    );
+    assert!(
+        status
+            .message
+            .contains(want["message_contains"].as_str().unwrap()),
+        "{name}: body message"
+    );
+    if let Some(delay) = want.get("retry_delay") {
+        let d = status
+            .details
+            .iter()
+            .find(|d| d.type_url == RETRY_INFO_TYPE)
+            .expect("RetryInfo detail");
+        let info = RetryInfo::decode(d.value.as_slice()).unwrap();
+        assert_eq!(
+            info.retry_delay.map(|d| d.seconds),
+            delay.as_i64(),
+            "{name}: retry delay"
+        );
+    }
 }
 
 #[test]
@@ -65,31 +151,33 @@ fn behaviour_tables() {
         let cfg_json = &doc["configs"][case["config"].as_str().unwrap()];
         let cfg = config::parse(cfg_json.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{name}: config refused: {e:?}"));
-        let now = parse_rfc3339(case["now"].as_str().unwrap_or(DEFAULT_NOW)).unwrap();
+        let now =
+            parse_rfc3339(case["now"].as_str().unwrap_or(DEFAULT_NOW)).unwrap() * 1_000_000_000;
         let req = &case["request"];
-        let path = req["path"].as_str().unwrap();
-        let mut headers: Vec<(String, String)> = vec![
-            (":method".into(), req["method"].as_str().unwrap().into()),
-            (":path".into(), path.into()),
-        ];
-        for h in req["headers"].as_array().unwrap() {
-            headers.push((
-                h[0].as_str().unwrap().into(),
-                expand(h[1].as_str().unwrap(), &doc["tokens"]),
-            ));
+        let headers = request_headers(req, &doc["tokens"]);
+        let mut env = TestEnv::default();
+        // Earlier requests at the same instant (rate limits, failed-auth counting).
+        if let Some(prior) = case.get("prior") {
+            let preq = prior.get("request").unwrap_or(req);
+            let ph = request_headers(preq, &doc["tokens"]);
+            env.peer = peer_of(preq);
+            for _ in 0..prior["count"].as_u64().unwrap() {
+                decide(&cfg, &ph, now, &mut env);
+            }
         }
-        let d = gate::decide(
-            &cfg,
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
-            now,
-            1,
-        );
+        env.peer = peer_of(req);
+        let d = decide(&cfg, &headers, now, &mut env);
         let exp = &case["expect"];
 
         assert_eq!(
             d.outcome.map(|o| o.as_str()),
             exp["outcome"].as_str(),
             "{name}: outcome"
+        );
+        assert_eq!(
+            d.would_be.map(|o| o.as_str()),
+            exp["would_be"].as_str(),
+            "{name}: would-be outcome"
         );
         assert_eq!(
             metrics::signal_label(d.signal),
@@ -148,6 +236,15 @@ fn behaviour_tables() {
                         msg.contains(want["grpc_message_contains"].as_str().unwrap()),
                         "{name}: grpc message"
                     );
+                    if let Some(delay) = want.get("retry_delay") {
+                        let bin = header(&r.headers, "grpc-status-details-bin");
+                        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+                            .decode(bin[0])
+                            .unwrap();
+                        let status = RpcStatus::decode(raw.as_slice()).unwrap();
+                        let want = serde_json::json!({"code": code, "message_contains": "", "retry_delay": delay});
+                        check_status(name, &status, &want);
+                    }
                     continue;
                 }
                 assert!(r.grpc.is_none(), "{name}: unexpected gRPC reply");
@@ -167,27 +264,36 @@ fn behaviour_tables() {
                         assert_eq!(v["config_sha256"], cfg.sha256_hex.as_str(), "{name}");
                         assert_eq!(v["generation"], 1, "{name}");
                     }
-                    enc => {
-                        let status = if enc == "protobuf" {
-                            <RpcStatus as prost::Message>::decode(r.body.as_slice()).unwrap()
-                        } else {
-                            let v: Value = serde_json::from_slice(&r.body).unwrap();
-                            RpcStatus {
-                                code: v["code"].as_i64().unwrap() as i32,
-                                message: v["message"].as_str().unwrap().into(),
-                            }
+                    "protobuf" => {
+                        check_status(name, &RpcStatus::decode(r.body.as_slice()).unwrap(), body)
+                    }
+                    _ => {
+                        let v: Value = serde_json::from_slice(&r.body).unwrap();
+                        let mut status = RpcStatus {
+                            code: v["code"].as_i64().unwrap() as i32,
+                            message: v["message"].as_str().unwrap().into(),
+                            details: vec![],
                         };
-                        assert_eq!(
-                            i64::from(status.code),
-                            body["code"].as_i64().unwrap(),
-                            "{name}: body code"
-                        );
-                        assert!(
-                            status
-                                .message
-                                .contains(body["message_contains"].as_str().unwrap()),
-                            "{name}: body message"
-                        );
+                        if let Some(d) = v["details"].as_array().and_then(|d| d.first()) {
+                            assert_eq!(d["@type"], RETRY_INFO_TYPE, "{name}");
+                            let secs: i64 = d["retryDelay"]
+                                .as_str()
+                                .unwrap()
+                                .trim_end_matches('s')
+                                .parse()
+                                .unwrap();
+                            status.details.push(crate::reply::Any {
+                                type_url: RETRY_INFO_TYPE.into(),
+                                value: RetryInfo {
+                                    retry_delay: Some(crate::reply::Duration {
+                                        seconds: secs,
+                                        nanos: 0,
+                                    }),
+                                }
+                                .encode_to_vec(),
+                            });
+                        }
+                        check_status(name, &status, body);
                     }
                 }
             }
@@ -215,8 +321,11 @@ fn config_error_tables() {
         let errors = config::parse(raw.as_bytes())
             .err()
             .unwrap_or_else(|| panic!("{name}: accepted"));
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let joined = text.join("; ");
+        let joined = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         for frag in case["error_contains"].as_array().unwrap() {
             let frag = frag.as_str().unwrap();
             assert!(joined.contains(frag), "{name}: {frag:?} not in {joined:?}");

@@ -6,8 +6,11 @@ use hashbrown::HashMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::cidr::Cidr;
+use crate::rate::Rate;
 use crate::route::Signal;
-use crate::time::parse_rfc3339;
+use crate::throttle::Policy;
+use crate::time::{parse_duration, parse_rfc3339};
 
 /// Plaintext tokens shorter than this are refused: they could be guessed.
 pub const MIN_PLAINTEXT_LEN: usize = 16;
@@ -32,7 +35,7 @@ impl std::fmt::Display for ConfigError {
 }
 
 /// A validated token entry. The secret itself is never kept, only its SHA-256.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Token {
     pub id: String,
     pub digest: [u8; 32],
@@ -45,6 +48,12 @@ pub struct Token {
     pub disabled: bool,
     /// The entry carried a plaintext `token` (allowed, but warned about at every load).
     pub plaintext: bool,
+    /// Its own `rate`, else the config's `default_rate`, else unlimited.
+    pub rate: Option<Rate>,
+    /// When non-empty, the token is only accepted from these client addresses.
+    pub source_cidrs: Vec<Cidr>,
+    /// `"mode": "dry_run"`: its scope, validity, source and rate checks are reported, not enforced.
+    pub dry_run: bool,
 }
 
 impl Token {
@@ -64,6 +73,14 @@ pub struct Config {
     pub api_key_header: Option<String>,
     pub realm: String,
     pub tokens: Vec<Token>,
+    /// Top-level `"mode": "dry_run"`: every rejection is reported and the request forwarded.
+    pub dry_run: bool,
+    /// `None` when `failed_auth.enabled` is false.
+    pub failed_auth: Option<Policy>,
+    /// Ingress addresses whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Tokens expiring within this many seconds are warned about at load and daily.
+    pub warn_before_secs: i64,
     /// Hex SHA-256 of the canonical JSON of the configuration: shown by healthz and by
     /// `otlp-gate check`, safe to publish (tokens are digests or absent).
     pub sha256_hex: String,
@@ -81,7 +98,8 @@ impl Config {
 
     /// Warnings worth a log line at every load (never containing secrets).
     pub fn warnings(&self) -> Vec<String> {
-        self.tokens
+        let mut w: Vec<String> = self
+            .tokens
             .iter()
             .filter(|t| t.plaintext)
             .map(|t| {
@@ -89,6 +107,35 @@ impl Config {
                     "token {:?} is configured in plaintext; store its sha256 instead (otlp-gate hash)",
                     t.id
                 )
+            })
+            .collect();
+        if self.dry_run {
+            w.push("top-level mode is dry_run: NOTHING IS ENFORCED, every rejected request is forwarded; set \"mode\": \"enforce\" when done".into());
+        }
+        w
+    }
+
+    /// Tokens that expired or expire within `warn_before` of `now` (Unix seconds).
+    pub fn expiry_warnings(&self, now: i64) -> Vec<String> {
+        let mut soon: Vec<&Token> = self
+            .tokens
+            .iter()
+            .filter(|t| {
+                !t.disabled
+                    && t.expires_at
+                        .is_some_and(|e| e - now <= self.warn_before_secs)
+            })
+            .collect();
+        soon.sort_by_key(|t| t.expires_at);
+        soon.iter()
+            .map(|t| {
+                let at = t.expires_at.unwrap_or_default();
+                let when = crate::time::format_rfc3339(at);
+                if at <= now {
+                    format!("token {:?} expired at {when}; rotate it (otlp-gate token new) or remove it", t.id)
+                } else {
+                    format!("token {:?} expires at {when} (in {}h); rotate it soon", t.id, (at - now + 3599) / 3600)
+                }
             })
             .collect()
     }
@@ -213,6 +260,11 @@ const TOP_KEYS: &[&str] = &[
     "api_key_header",
     "realm",
     "tokens",
+    "mode",
+    "default_rate",
+    "failed_auth",
+    "trusted_proxies",
+    "warn_before",
 ];
 const TOKEN_KEYS: &[&str] = &[
     "id",
@@ -223,7 +275,181 @@ const TOKEN_KEYS: &[&str] = &[
     "not_before",
     "expires_at",
     "disabled",
+    "rate",
+    "source_cidrs",
+    "mode",
 ];
+const RATE_KEYS: &[&str] = &["requests_per_second", "bytes_per_second", "burst"];
+const FAILED_AUTH_KEYS: &[&str] = &[
+    "enabled",
+    "max_failures",
+    "window",
+    "cooldown",
+    "table_size",
+];
+
+/// `"enforce"` (default) or `"dry_run"`.
+fn parse_mode(obj: &Map<String, Value>, path: &str, errs: &mut Errors) -> bool {
+    match get_string(obj, "mode", path, errs).as_deref() {
+        None | Some("enforce") => false,
+        Some("dry_run") => true,
+        Some(_) => {
+            errs.add(path, "must be \"enforce\" or \"dry_run\"");
+            false
+        }
+    }
+}
+
+/// A number of at least `min` (Struct configs carry every number as a double).
+/// (`min` is given as text too: formatting floats would add ~20 KB to the module.)
+fn number(v: &Value, path: &str, min: (f64, &str), errs: &mut Errors) -> Option<f64> {
+    match v.as_f64() {
+        Some(n) if n.is_finite() && n >= min.0 => Some(n),
+        _ => {
+            errs.add(path, format!("must be a number >= {}", min.1));
+            None
+        }
+    }
+}
+
+/// A whole number in `min..=max`.
+fn integer(v: &Value, path: &str, min: u64, max: u64, errs: &mut Errors) -> Option<u64> {
+    match v.as_f64() {
+        Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Some(n as u64),
+        _ => {
+            errs.add(path, format!("must be a whole number from {min} to {max}"));
+            None
+        }
+    }
+}
+
+/// A duration: `"90s"`, `"5m"`, `"2h"`, `"14d"`, or a number of seconds.
+fn duration(v: &Value, path: &str, errs: &mut Errors) -> Option<i64> {
+    let parsed = match v {
+        Value::String(s) => parse_duration(s),
+        Value::Number(_) => v
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n < 1e15)
+            .map(|n| n as i64),
+        _ => None,
+    };
+    if parsed.is_none() {
+        errs.add(
+            path,
+            "must be a duration like \"90s\", \"5m\", \"2h\", \"14d\" or a number of seconds",
+        );
+    }
+    parsed
+}
+
+fn parse_rate(v: &Value, path: &str, errs: &mut Errors) -> Option<Rate> {
+    let Value::Object(obj) = v else {
+        errs.add(
+            path,
+            format!(
+                "must be an object with requests_per_second, bytes_per_second and/or burst, not {}",
+                kind(v)
+            ),
+        );
+        return None;
+    };
+    let before = errs.0.len();
+    unknown_keys(obj, RATE_KEYS, path, errs);
+    let field = |k: &str, min: (f64, &str), errs: &mut Errors| {
+        obj.get(k)
+            .filter(|v| !v.is_null())
+            .and_then(|v| number(v, &format!("{path}.{k}"), min, errs))
+    };
+    let rps = field("requests_per_second", (0.001, "0.001"), errs);
+    let bps = field("bytes_per_second", (1.0, "1"), errs);
+    let burst = field("burst", (1.0, "1"), errs);
+    if errs.0.len() == before && rps.is_none() && bps.is_none() {
+        errs.add(path, "needs requests_per_second and/or bytes_per_second");
+    }
+    if errs.0.len() == before && burst.is_some() && rps.is_none() {
+        errs.add(
+            format!("{path}.burst"),
+            "needs requests_per_second (burst is a number of requests)",
+        );
+    }
+    (errs.0.len() == before).then(|| Rate {
+        requests_per_second: rps,
+        bytes_per_second: bps,
+        burst: burst.unwrap_or_else(|| rps.map_or(1.0, |r| r.ceil().max(1.0))),
+    })
+}
+
+fn parse_cidrs(v: &Value, path: &str, errs: &mut Errors) -> Vec<Cidr> {
+    let Value::Array(list) = v else {
+        errs.add(
+            path,
+            format!(
+                "must be a list of CIDR ranges like \"10.0.0.0/8\", not {}",
+                kind(v)
+            ),
+        );
+        return Vec::new();
+    };
+    if list.is_empty() {
+        errs.add(path, "must not be empty (omit it to allow every address)");
+    }
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, item)| match item.as_str().map(Cidr::parse) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                errs.add(format!("{path}[{i}]"), e);
+                None
+            }
+            None => {
+                errs.add(
+                    format!("{path}[{i}]"),
+                    "must be a string like \"10.0.0.0/8\"",
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn parse_failed_auth(v: Option<&Value>, errs: &mut Errors) -> Option<Policy> {
+    let mut p = Policy::default();
+    let obj = match v {
+        None | Some(Value::Null) => return Some(p),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            errs.add(
+                "failed_auth",
+                format!("must be an object, not {}", kind(other)),
+            );
+            return None;
+        }
+    };
+    unknown_keys(obj, FAILED_AUTH_KEYS, "failed_auth", errs);
+    let enabled = get_bool(obj, "enabled", "failed_auth.enabled", true, errs);
+    if let Some(v) = obj.get("max_failures") {
+        p.max_failures = integer(v, "failed_auth.max_failures", 1, 1_000_000, errs)
+            .map_or(p.max_failures, |n| n as u32);
+    }
+    if let Some(v) = obj.get("table_size") {
+        p.table_size = integer(v, "failed_auth.table_size", 1, 1_000_000, errs)
+            .map_or(p.table_size, |n| n as u32);
+    }
+    for (key, slot) in [
+        ("window", &mut p.window_secs),
+        ("cooldown", &mut p.cooldown_secs),
+    ] {
+        if let Some(v) = obj.get(key) {
+            let path = format!("failed_auth.{key}");
+            match duration(v, &path, errs) {
+                Some(d) if d >= 1 => *slot = d,
+                Some(_) => errs.add(path, "must be at least 1 second"),
+                None => {}
+            }
+        }
+    }
+    enabled.then_some(p)
+}
 
 struct Errors(Vec<ConfigError>);
 
@@ -391,6 +617,23 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         );
     }
 
+    let dry_run = parse_mode(&top, "mode", &mut errs);
+    let default_rate = top
+        .get("default_rate")
+        .filter(|v| !v.is_null())
+        .and_then(|v| parse_rate(v, "default_rate", &mut errs));
+    let failed_auth = parse_failed_auth(top.get("failed_auth"), &mut errs);
+    let trusted_proxies = top
+        .get("trusted_proxies")
+        .filter(|v| !v.is_null())
+        .map(|v| parse_cidrs(v, "trusted_proxies", &mut errs))
+        .unwrap_or_default();
+    let warn_before_secs = top
+        .get("warn_before")
+        .filter(|v| !v.is_null())
+        .and_then(|v| duration(v, "warn_before", &mut errs))
+        .unwrap_or(14 * 86_400);
+
     let mut tokens = Vec::new();
     let mut by_digest: HashMap<[u8; 32], usize> = HashMap::new();
     match top.get("tokens") {
@@ -400,7 +643,9 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
             by_digest.reserve(list.len());
             tokens.reserve(list.len());
             for (i, entry) in list.iter().enumerate() {
-                let Some(t) = parse_token(entry, i, default_tenant.as_deref(), &mut errs) else {
+                let Some(t) =
+                    parse_token(entry, i, default_tenant.as_deref(), default_rate, &mut errs)
+                else {
                     continue;
                 };
                 if let Some(first) = ids.insert(t.id.clone(), i) {
@@ -437,6 +682,10 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         api_key_header,
         realm,
         tokens,
+        dry_run,
+        failed_auth,
+        trusted_proxies,
+        warn_before_secs,
         sha256_hex: hex(&digest(canonical.as_bytes())),
         by_digest,
     })
@@ -446,6 +695,7 @@ fn parse_token(
     entry: &Value,
     i: usize,
     default_tenant: Option<&str>,
+    default_rate: Option<Rate>,
     errs: &mut Errors,
 ) -> Option<Token> {
     let base = format!("tokens[{i}]");
@@ -556,6 +806,16 @@ fn parse_token(
         errs.add(p("expires_at"), "must be later than not_before");
     }
     let disabled = get_bool(obj, "disabled", &p("disabled"), false, errs);
+    let rate = match obj.get("rate").filter(|v| !v.is_null()) {
+        Some(v) => parse_rate(v, &p("rate"), errs),
+        None => default_rate,
+    };
+    let source_cidrs = obj
+        .get("source_cidrs")
+        .filter(|v| !v.is_null())
+        .map(|v| parse_cidrs(v, &p("source_cidrs"), errs))
+        .unwrap_or_default();
+    let dry_run = parse_mode(obj, &p("mode"), errs);
 
     if errs.0.len() != before {
         return None;
@@ -569,6 +829,9 @@ fn parse_token(
         expires_at,
         disabled,
         plaintext,
+        rate,
+        source_cidrs,
+        dry_run,
     })
 }
 

@@ -1,11 +1,27 @@
-//! The decision for one request, as a pure function of the configuration, the request headers
-//! and the clock. The proxy-wasm adapter only reads headers in and applies the result.
+//! The decision for one request, as a function of the configuration, the request headers, the
+//! clock and an `Env` (client address and shared data). The proxy-wasm adapter only reads
+//! headers in, applies the result and counts it; natively `Env` is a fake, so all of this is
+//! table-tested without wasm.
 
+use std::net::IpAddr;
+
+use crate::cidr;
 use crate::config::{Config, Token, digest};
 use crate::credentials::{self, Presented, Sources};
 use crate::metrics::Outcome;
+use crate::rate::Bucket;
 use crate::reply::{self, Refusal, Reply};
 use crate::route::{self, Encoding, Route, Signal};
+use crate::shared::{self, SharedStore};
+use crate::throttle::{self, Slot};
+
+/// What the gate needs from its host besides headers.
+pub trait Env: SharedStore {
+    /// The direct peer (`source.address`); looked up only when a check needs it.
+    fn peer(&mut self) -> Option<IpAddr>;
+    /// A shared-data update gave up after repeated CAS conflicts (counted by the adapter).
+    fn contended(&mut self) {}
+}
 
 /// Header changes for a forwarded request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,8 +44,10 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub action: Action,
-    /// `None` for requests that are not counted (healthz).
+    /// `None` for requests that are not counted (healthz). `DryRun` when a rejection was
+    /// forwarded because of dry-run mode; `would_be` then says what it would have been.
     pub outcome: Option<Outcome>,
+    pub would_be: Option<Outcome>,
     pub signal: Option<Signal>,
     /// Index into `Config::tokens` of the token that was presented and recognised.
     pub token: Option<usize>,
@@ -37,12 +55,32 @@ pub struct Decision {
     pub reason: &'static str,
 }
 
+/// Why a request is refused: the reply, the outcome label and a log reason.
+type Failure = (Refusal, Outcome, &'static str);
+
+/// Shared-data key of a token's rate bucket.
+pub fn rate_key(token_id: &str) -> String {
+    format!("otlp_gate.rate.{token_id}")
+}
+
+/// Shared-data key of a failed-auth slot.
+pub fn slot_key(index: u32) -> String {
+    format!("otlp_gate.failed_auth.{index}")
+}
+
 /// Decides what happens to a request. `headers` are the request headers as Envoy holds them
-/// (lower-case names, pseudo-headers included, one entry per value); `now` is Unix seconds.
-pub fn decide<'h, H>(cfg: &Config, headers: H, now: i64, generation: u64) -> Decision
+/// (lower-case names, pseudo-headers included, one entry per value).
+pub fn decide<'h, H>(
+    cfg: &Config,
+    headers: H,
+    now_ns: i64,
+    generation: u64,
+    env: &mut dyn Env,
+) -> Decision
 where
     H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
 {
+    let now = now_ns.div_euclid(1_000_000_000);
     let mut method: &[u8] = b"";
     let mut path: &[u8] = b"";
     let mut content_type = None;
@@ -55,20 +93,21 @@ where
         }
     }
     let encoding = Encoding::from_content_type(content_type);
-    let refuse = |refusal: Refusal,
-                  outcome: Outcome,
-                  signal: Option<Signal>,
-                  token: Option<usize>,
-                  reason| Decision {
+    let reply = |refusal: Refusal,
+                 outcome: Outcome,
+                 signal: Option<Signal>,
+                 token: Option<usize>,
+                 reason| Decision {
         action: Action::Reply(refusal.reply(encoding, &cfg.realm)),
         outcome: Some(outcome),
+        would_be: None,
         signal,
         token,
         reason,
     };
     // Non-UTF-8 method or path cannot be an OTLP endpoint.
     let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
-        return refuse(
+        return reply(
             Refusal::NotFound,
             Outcome::NotFound,
             None,
@@ -92,13 +131,14 @@ where
                         cfg.tokens.len(),
                     )),
                     outcome: None,
+                    would_be: None,
                     signal: None,
                     token: None,
                     reason: "healthz",
                 };
             }
             Route::MethodNotAllowed { signal, allow } => {
-                return refuse(
+                return reply(
                     Refusal::MethodNotAllowed(allow),
                     Outcome::MethodNotAllowed,
                     signal,
@@ -107,7 +147,7 @@ where
                 );
             }
             Route::NotFound => {
-                return refuse(
+                return reply(
                     Refusal::NotFound,
                     Outcome::NotFound,
                     None,
@@ -117,96 +157,230 @@ where
             }
         };
 
+    // Everything below either forwards (possibly under dry-run) or refuses with `refusal`.
+    let forward = |token: Option<&Token>| {
+        let mut remove = vec![
+            "authorization".to_owned(),
+            cfg.tenant_header.clone(),
+            cfg.identity_header.clone(),
+        ];
+        if let Some(k) = &cfg.api_key_header {
+            remove.push(k.clone());
+        }
+        let mut set = Vec::with_capacity(2);
+        if let Some(t) = token {
+            if let Some(tenant) = &t.tenant {
+                set.push((cfg.tenant_header.clone(), tenant.clone()));
+            }
+            set.push((cfg.identity_header.clone(), t.id.clone()));
+        }
+        Action::Forward(Forward {
+            path: upstream_path.clone(),
+            remove,
+            set,
+        })
+    };
+
     let sources = Sources {
         accept_basic: cfg.accept_basic,
         api_key_header: cfg.api_key_header.as_deref(),
     };
-    let presented = match credentials::extract(headers, sources) {
-        Presented::Missing => {
-            return refuse(
-                Refusal::Missing,
-                Outcome::Missing,
-                Some(signal),
+    let (found, failure): (Option<(usize, &Token)>, Option<Failure>) =
+        match credentials::extract(headers.clone(), sources) {
+            Presented::Missing => (
                 None,
-                "no credentials",
-            );
-        }
-        Presented::Malformed(why) => {
-            return refuse(
-                Refusal::Malformed(why),
-                Outcome::Malformed,
-                Some(signal),
+                Some((Refusal::Missing, Outcome::Missing, "no credentials")),
+            ),
+            Presented::Malformed(why) => (
                 None,
-                why,
-            );
+                Some((Refusal::Malformed(why), Outcome::Malformed, why)),
+            ),
+            Presented::Token(t) => match cfg.find(&digest(&t)) {
+                None => (
+                    None,
+                    Some((
+                        Refusal::InvalidToken("unknown token"),
+                        Outcome::Unknown,
+                        "unknown token",
+                    )),
+                ),
+                Some((i, token)) => (
+                    Some((i, token)),
+                    token_failure(cfg, token, signal, now, now_ns, headers.clone(), env),
+                ),
+            },
+        };
+    let index = found.map(|(i, _)| i);
+    let token = found.map(|(_, t)| t);
+
+    let Some((mut refusal, mut outcome, mut reason)) = failure else {
+        return Decision {
+            action: forward(token),
+            outcome: Some(Outcome::Accepted),
+            would_be: None,
+            signal: Some(signal),
+            token: index,
+            reason: "accepted",
+        };
+    };
+
+    // A failed authentication (not a valid token used beyond its rights) counts against the
+    // client address; past the limit the answer becomes 429 for the cooldown.
+    let auth_failure = matches!(
+        outcome,
+        Outcome::Missing
+            | Outcome::Malformed
+            | Outcome::Unknown
+            | Outcome::Expired
+            | Outcome::Disabled
+    );
+    if auth_failure
+        && let Some(policy) = &cfg.failed_auth
+        && let Some(ip) = client(cfg, headers.clone(), env)
+    {
+        let key = slot_key(throttle::slot_index(ip, policy.table_size));
+        match shared::update(env, &key, |cur| {
+            let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
+            (slot.encode(), blocked)
+        }) {
+            Some(Some(retry_after)) => {
+                refusal = Refusal::AuthThrottled { retry_after };
+                outcome = Outcome::AuthThrottled;
+                reason = "too many failed authentications from this address";
+            }
+            Some(None) => {}
+            None => env.contended(),
         }
-        Presented::Token(t) => t,
-    };
-    let Some((index, token)) = cfg.find(&digest(&presented)) else {
-        return refuse(
-            Refusal::InvalidToken("unknown token"),
-            Outcome::Unknown,
-            Some(signal),
-            None,
-            "unknown token",
-        );
-    };
-    let index = Some(index);
-    if let Some((outcome, why)) = check_token(token, now) {
-        return refuse(
-            Refusal::InvalidToken(why),
-            outcome,
-            Some(signal),
-            index,
-            why,
-        );
-    }
-    if !token.allows(signal) {
-        return refuse(
-            Refusal::Scope(signal),
-            Outcome::ForbiddenSignal,
-            Some(signal),
-            index,
-            "signal not allowed",
-        );
     }
 
-    let mut remove = vec![
-        "authorization".to_owned(),
-        cfg.tenant_header.clone(),
-        cfg.identity_header.clone(),
-    ];
-    if let Some(k) = &cfg.api_key_header {
-        remove.push(k.clone());
+    if cfg.dry_run || token.is_some_and(|t| t.dry_run && outcome != Outcome::AuthThrottled) {
+        return Decision {
+            action: forward(token),
+            outcome: Some(Outcome::DryRun),
+            would_be: Some(outcome),
+            signal: Some(signal),
+            token: index,
+            reason,
+        };
     }
-    let mut set = Vec::with_capacity(2);
-    if let Some(tenant) = &token.tenant {
-        set.push((cfg.tenant_header.clone(), tenant.clone()));
-    }
-    set.push((cfg.identity_header.clone(), token.id.clone()));
-    Decision {
-        action: Action::Forward(Forward {
-            path: upstream_path,
-            remove,
-            set,
-        }),
-        outcome: Some(Outcome::Accepted),
-        signal: Some(signal),
-        token: index,
-        reason: "accepted",
-    }
+    reply(refusal, outcome, Some(signal), index, reason)
 }
 
-/// Disabled and validity-window checks, in that order.
-fn check_token(token: &Token, now: i64) -> Option<(Outcome, &'static str)> {
+/// The checks on a recognised token, in order: disabled, validity window, signal scope,
+/// source address, rate. The first failure wins.
+fn token_failure<'h, H>(
+    cfg: &Config,
+    token: &Token,
+    signal: Signal,
+    now: i64,
+    now_ns: i64,
+    headers: H,
+    env: &mut dyn Env,
+) -> Option<Failure>
+where
+    H: IntoIterator<Item = (&'h str, &'h [u8])>,
+{
     if token.disabled {
-        return Some((Outcome::Disabled, "token disabled"));
+        return Some((
+            Refusal::InvalidToken("token disabled"),
+            Outcome::Disabled,
+            "token disabled",
+        ));
     }
     if token.not_before.is_some_and(|nb| now < nb) {
-        return Some((Outcome::Expired, "token not yet valid"));
+        return Some((
+            Refusal::InvalidToken("token not yet valid"),
+            Outcome::Expired,
+            "token not yet valid",
+        ));
     }
     if token.expires_at.is_some_and(|exp| now >= exp) {
-        return Some((Outcome::Expired, "token expired"));
+        return Some((
+            Refusal::InvalidToken("token expired"),
+            Outcome::Expired,
+            "token expired",
+        ));
+    }
+    if !token.allows(signal) {
+        return Some((
+            Refusal::Scope(signal),
+            Outcome::ForbiddenSignal,
+            "signal not allowed",
+        ));
+    }
+    if !token.source_cidrs.is_empty() {
+        let allowed = client(cfg, headers, env)
+            .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
+        if !allowed {
+            return Some((
+                Refusal::Source,
+                Outcome::ForbiddenSource,
+                "source address not allowed",
+            ));
+        }
+    }
+    if let Some(rate) = &token.rate {
+        let admitted = shared::update(env, &rate_key(&token.id), |cur| {
+            let mut b = cur
+                .and_then(Bucket::decode)
+                .unwrap_or_else(|| Bucket::full(rate, now_ns));
+            let r = b.admit(rate, now_ns);
+            (b.encode(), r)
+        });
+        match admitted {
+            Some(Ok(())) => {}
+            Some(Err(retry_after)) => {
+                return Some((
+                    Refusal::RateLimited { retry_after },
+                    Outcome::RateLimited,
+                    "rate limit exceeded",
+                ));
+            }
+            // Every attempt conflicted: other workers are writing this bucket right now.
+            // Serve the request rather than throttle on no information; it is counted.
+            None => env.contended(),
+        }
     }
     None
+}
+
+/// The client address: the peer, or the address a trusted proxy forwarded for.
+fn client<'h, H>(cfg: &Config, headers: H, env: &mut dyn Env) -> Option<IpAddr>
+where
+    H: IntoIterator<Item = (&'h str, &'h [u8])>,
+{
+    let peer = env.peer();
+    if cfg.trusted_proxies.is_empty() {
+        return peer;
+    }
+    let xff = headers
+        .into_iter()
+        .filter(|(n, _)| *n == "x-forwarded-for")
+        .map(|(_, v)| v);
+    cidr::client_address(peer, xff, &cfg.trusted_proxies)
+}
+
+/// Charges body bytes to a token's byte budget as they pass (never buffering the body).
+/// Returns false when the shared-data update gave up after CAS conflicts.
+pub fn charge_body(
+    cfg: &Config,
+    token: usize,
+    bytes: u64,
+    now_ns: i64,
+    store: &mut dyn SharedStore,
+) -> bool {
+    let Some(t) = cfg.tokens.get(token) else {
+        return true;
+    };
+    let Some(rate) = t.rate.filter(|r| r.bytes_per_second.is_some()) else {
+        return true;
+    };
+    shared::update(store, &rate_key(&t.id), |cur| {
+        let mut b = cur
+            .and_then(Bucket::decode)
+            .unwrap_or_else(|| Bucket::full(&rate, now_ns));
+        b.charge(&rate, bytes, now_ns);
+        (b.encode(), ())
+    })
+    .is_some()
 }

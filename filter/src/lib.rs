@@ -3,13 +3,17 @@
 //! Everything that decides is plain Rust in the modules below and is tested natively; the
 //! `adapter` module (wasm32 only) is the thin glue to the proxy-wasm ABI.
 
+pub mod cidr;
 pub mod config;
 pub mod credentials;
 pub mod gate;
 pub mod metrics;
+pub mod rate;
 pub mod reply;
 pub mod route;
+pub mod shared;
 pub mod structpb;
+pub mod throttle;
 pub mod time;
 
 #[cfg(test)]

@@ -16,10 +16,18 @@ pub enum Outcome {
     ForbiddenSignal,
     NotFound,
     MethodNotAllowed,
+    /// The token is over its rate limit (429).
+    RateLimited,
+    /// The client address is in a failed-auth cooldown (429).
+    AuthThrottled,
+    /// The token is not allowed from this client address (403).
+    ForbiddenSource,
+    /// Would have been rejected, but dry-run mode forwarded it.
+    DryRun,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Accepted,
         Outcome::Missing,
         Outcome::Malformed,
@@ -29,6 +37,10 @@ impl Outcome {
         Outcome::ForbiddenSignal,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::RateLimited,
+        Outcome::AuthThrottled,
+        Outcome::ForbiddenSource,
+        Outcome::DryRun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +54,10 @@ impl Outcome {
             Outcome::ForbiddenSignal => "forbidden_signal",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::AuthThrottled => "auth_throttled",
+            Outcome::ForbiddenSource => "forbidden_source",
+            Outcome::DryRun => "dry_run",
         }
     }
 
@@ -89,6 +105,34 @@ pub fn config_loads_total(ok: bool) -> &'static str {
     }
 }
 
+/// `otlp_gate_dry_run_total{signal,outcome}`: what dry-run forwarded, by would-be outcome.
+pub fn dry_run_total(signal: Option<Signal>, outcome: Outcome) -> String {
+    format!(
+        "otlp_gate_dry_run_total.signal.{}.outcome.{}",
+        signal_label(signal),
+        outcome.as_str()
+    )
+}
+
+/// `otlp_gate_token_throttled_total{token_id}`: requests refused by the token's rate limit.
+pub fn token_throttled_total(token_id: &str) -> String {
+    format!("otlp_gate_token_throttled_total.token_id.{token_id}")
+}
+
+/// `otlp_gate_token_throttled_bytes_total{token_id}`: declared body bytes of those requests.
+pub fn token_throttled_bytes_total(token_id: &str) -> String {
+    format!("otlp_gate_token_throttled_bytes_total.token_id.{token_id}")
+}
+
+/// `otlp_gate_token_bytes_total{token_id}`: body bytes charged to a rate-limited token.
+pub fn token_bytes_total(token_id: &str) -> String {
+    format!("otlp_gate_token_bytes_total.token_id.{token_id}")
+}
+
+/// Shared-data updates that gave up after repeated CAS conflicts (request served unthrottled).
+pub const SHARED_DATA_CONFLICTS: &str = "otlp_gate_shared_data_conflicts_total";
+/// 1 while the top-level mode is dry_run: alert on it.
+pub const DRY_RUN_ENABLED: &str = "otlp_gate_dry_run_enabled";
 pub const TOKENS_LOADED: &str = "otlp_gate_tokens_loaded";
 pub const CONFIG_GENERATION: &str = "otlp_gate_config_generation";
 

@@ -13,13 +13,43 @@ pub struct RpcStatus {
     pub code: i32,
     #[prost(string, tag = "2")]
     pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<Any>,
 }
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Any {
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`: tells OTLP exporters how long to back off before retrying.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<Duration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Duration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 /// gRPC status codes used here (also the `google.rpc.Code` values in Status bodies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrpcCode {
     InvalidArgument = 3,
     PermissionDenied = 7,
+    ResourceExhausted = 8,
     Unimplemented = 12,
     Unauthenticated = 16,
 }
@@ -37,6 +67,16 @@ pub enum Refusal {
     Scope(Signal),
     NotFound,
     MethodNotAllowed(&'static str),
+    /// Valid token from an address outside its `source_cidrs`: 403.
+    Source,
+    /// The token's rate limit: 429 with Retry-After and RetryInfo.
+    RateLimited {
+        retry_after: u64,
+    },
+    /// The client address is cooling down after repeated failed authentications: 429.
+    AuthThrottled {
+        retry_after: u64,
+    },
 }
 
 /// A reply the filter sends instead of forwarding.
@@ -61,6 +101,13 @@ impl Refusal {
                 "not found: OTLP/HTTP endpoints are POST <prefix>/v1/{logs,metrics,traces}".into()
             }
             Refusal::MethodNotAllowed(allow) => format!("method not allowed: use {allow}"),
+            Refusal::Source => "token is not allowed from this client address".into(),
+            Refusal::RateLimited { retry_after } => {
+                format!("rate limit exceeded for this token; retry after {retry_after}s")
+            }
+            Refusal::AuthThrottled { retry_after } => format!(
+                "too many failed authentications from this address; retry after {retry_after}s"
+            ),
         }
     }
 
@@ -71,6 +118,10 @@ impl Refusal {
             Refusal::Scope(_) => (403, GrpcCode::PermissionDenied),
             Refusal::NotFound => (404, GrpcCode::Unimplemented),
             Refusal::MethodNotAllowed(_) => (405, GrpcCode::Unimplemented),
+            Refusal::Source => (403, GrpcCode::PermissionDenied),
+            Refusal::RateLimited { .. } | Refusal::AuthThrottled { .. } => {
+                (429, GrpcCode::ResourceExhausted)
+            }
         }
     }
 
@@ -87,7 +138,22 @@ impl Refusal {
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                 s.as_str()
             )),
-            Refusal::NotFound | Refusal::MethodNotAllowed(_) => None,
+            Refusal::Source => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
+            )),
+            Refusal::NotFound
+            | Refusal::MethodNotAllowed(_)
+            | Refusal::RateLimited { .. }
+            | Refusal::AuthThrottled { .. } => None,
+        }
+    }
+
+    fn retry_after(self) -> Option<u64> {
+        match self {
+            Refusal::RateLimited { retry_after } | Refusal::AuthThrottled { retry_after } => {
+                Some(retry_after)
+            }
+            _ => None,
         }
     }
 
@@ -95,12 +161,39 @@ impl Refusal {
     pub fn reply(self, encoding: Encoding, realm: &str) -> Reply {
         let (status, code) = self.status();
         let message = self.message();
+        let retry = self.retry_after();
+        let details: Vec<Any> = retry
+            .map(|secs| Any {
+                type_url: RETRY_INFO_TYPE.into(),
+                value: RetryInfo {
+                    retry_delay: Some(Duration {
+                        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+                        nanos: 0,
+                    }),
+                }
+                .encode_to_vec(),
+            })
+            .into_iter()
+            .collect();
+        let status_msg = RpcStatus {
+            code: code as i32,
+            message,
+            details,
+        };
         if encoding == Encoding::Grpc {
+            // gRPC carries RetryInfo in the binary `grpc-status-details-bin` trailer.
+            let mut headers = Vec::new();
+            if retry.is_some() {
+                use base64::Engine as _;
+                let bin = base64::engine::general_purpose::STANDARD_NO_PAD
+                    .encode(status_msg.encode_to_vec());
+                headers.push(("grpc-status-details-bin".to_owned(), bin));
+            }
             return Reply {
                 status: 200,
-                headers: Vec::new(),
+                headers,
                 body: Vec::new(),
-                grpc: Some((code, message)),
+                grpc: Some((code, status_msg.message)),
             };
         }
         let mut headers = Vec::with_capacity(3);
@@ -110,13 +203,12 @@ impl Refusal {
         if let Refusal::MethodNotAllowed(allow) = self {
             headers.push(("allow".to_owned(), allow.to_owned()));
         }
-        let status_msg = RpcStatus {
-            code: code as i32,
-            message,
-        };
+        if let Some(secs) = retry {
+            headers.push(("retry-after".to_owned(), secs.to_string()));
+        }
         let (content_type, body) = match encoding {
             Encoding::Protobuf => ("application/x-protobuf", status_msg.encode_to_vec()),
-            _ => ("application/json", json_status(&status_msg)),
+            _ => ("application/json", json_status(&status_msg, retry)),
         };
         headers.push(("content-type".to_owned(), content_type.to_owned()));
         Reply {
@@ -128,11 +220,15 @@ impl Refusal {
     }
 }
 
-/// The proto3 JSON form of a Status: `{"code":16,"message":"…"}`.
-fn json_status(s: &RpcStatus) -> Vec<u8> {
-    serde_json::json!({"code": s.code, "message": s.message})
-        .to_string()
-        .into_bytes()
+/// The proto3 JSON form of a Status: `{"code":16,"message":"…"}`, with RetryInfo as
+/// `{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "5s"}`.
+fn json_status(s: &RpcStatus, retry: Option<u64>) -> Vec<u8> {
+    let mut v = serde_json::json!({"code": s.code, "message": s.message});
+    if let Some(secs) = retry {
+        v["details"] =
+            serde_json::json!([{"@type": RETRY_INFO_TYPE, "retryDelay": format!("{secs}s")}]);
+    }
+    v.to_string().into_bytes()
 }
 
 /// `GET {prefix}/healthz`: proves a valid config is loaded, without revealing anything secret.
@@ -216,6 +312,7 @@ mod tests {
                     RpcStatus {
                         code: v["code"].as_i64().unwrap() as i32,
                         message: v["message"].as_str().unwrap().into(),
+                        details: vec![],
                     }
                 }
             };

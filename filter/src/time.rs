@@ -73,6 +73,24 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
+/// Parses a duration such as `90s`, `5m`, `2h`, `14d` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = digits.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
@@ -151,6 +169,24 @@ mod tests {
             if !text.contains('.') && text.ends_with('Z') && text.as_bytes()[10] == b'T' {
                 assert_eq!(format_rfc3339(want), text);
             }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (text, want) in [
+            ("90s", Some(90)),
+            ("5m", Some(300)),
+            ("2h", Some(7200)),
+            ("14d", Some(1_209_600)),
+            ("7", Some(7)),
+            ("", None),
+            ("5x", None),
+            ("m", None),
+            ("-5s", None),
+            ("1.5h", None),
+        ] {
+            assert_eq!(parse_duration(text), want, "{text}");
         }
     }
 
