@@ -200,8 +200,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Without a valid config there is no HTTP context: Envoy then never forwards unchecked
-        // traffic (on_configure returning false already made it refuse the plugin).
+        // Without a valid config there is no HTTP context. Envoy never asks (on_configure
+        // returned false, so it refused the plugin); a host that did would see the SDK trap —
+        // fail closed, never forward unchecked traffic.
         let loaded = self.loaded.clone()?;
         Some(Box::new(Stream {
             loaded,
