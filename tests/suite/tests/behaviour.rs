@@ -6,14 +6,6 @@ use otlp_gate_suite::*;
 use proxy_wasm_harness::{Action, LogLevel, World};
 use serde_json::Value;
 
-fn counter(world: &World, signal: &str, outcome: &str) -> i64 {
-    world
-        .metric(&format!(
-            "otlp_gate_requests_total.signal.{signal}.outcome.{outcome}"
-        ))
-        .unwrap_or(0)
-}
-
 fn check_status(name: &str, status: &Status, want: &Value) {
     assert_eq!(
         i64::from(status.code),
