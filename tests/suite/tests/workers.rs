@@ -1,0 +1,344 @@
+//! Several VMs of one plugin (Envoy workers) sharing shared data, as issue 7 needs them: one
+//! rate budget per token across workers, CAS conflicts, failed-auth memory bounds, body byte
+//! charging, ticks and expiry warnings, generations, and the Struct-encoded config Envoy sends.
+#![allow(clippy::unwrap_used)] // test code
+
+use otlp_gate_suite::*;
+use proxy_wasm_harness::{Action, LogLevel, Vm, World};
+
+const TOKEN: &str = "worker-token-0123456789abcdef";
+const OTHER: &str = "other-token-0123456789abcdefgh";
+
+fn config(extra: &str) -> String {
+    format!(
+        r#"{{{extra} "tokens": [
+            {{"id": "w", "token": "{TOKEN}", "tenant": "team-w", "rate": {{"requests_per_second": 1, "burst": 4}}}},
+            {{"id": "b", "token": "{OTHER}", "tenant": "team-b", "rate": {{"bytes_per_second": 1000}}}}
+        ]}}"#
+    )
+}
+
+fn workers(world: &World, n: usize, cfg: &str) -> Vec<Vm> {
+    (0..n)
+        .map(|_| {
+            let mut vm = world.vm().unwrap();
+            assert!(vm.start(b"").unwrap());
+            assert!(vm.configure(cfg.as_bytes()).unwrap());
+            vm
+        })
+        .collect()
+}
+
+/// Sends one export; returns the HTTP status (200 when forwarded).
+fn send(vm: &mut Vm, token: &str, source: &str, body: Option<&[u8]>) -> u32 {
+    let auth = format!("Bearer {token}");
+    let mut s = vm.http_stream().unwrap();
+    s.set_property("source.address", source.as_bytes()).unwrap();
+    let h = [
+        (":method", "POST"),
+        (":path", "/observability/v1/traces"),
+        ("content-type", "application/x-protobuf"),
+        ("authorization", auth.as_str()),
+    ];
+    let action = s.request_headers(&h, body.is_none()).unwrap();
+    let status = match s.local_reply() {
+        Some(r) => r.status,
+        None => {
+            assert_eq!(action, Action::Continue);
+            if let Some(b) = body {
+                assert_eq!(s.request_body(b, true).unwrap(), Action::Continue);
+            }
+            200
+        }
+    };
+    s.complete().unwrap();
+    status
+}
+
+#[test]
+fn one_budget_across_workers() {
+    let world = World::new(module());
+    let mut vms = workers(&world, 3, &config(""));
+    let statuses: Vec<u32> = (0..6)
+        .map(|i| send(&mut vms[i % 3], TOKEN, "192.0.2.1:1", None))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![200, 200, 200, 200, 429, 429],
+        "burst 4 shared by three workers"
+    );
+    assert_eq!(
+        world.metric("otlp_gate_token_throttled_total.token_id.w"),
+        Some(2)
+    );
+    world.advance(std::time::Duration::from_secs(2));
+    assert_eq!(
+        send(&mut vms[2], TOKEN, "192.0.2.1:1", None),
+        200,
+        "refilled at 1/s"
+    );
+    assert_eq!(send(&mut vms[0], TOKEN, "192.0.2.1:1", None), 200);
+    assert_eq!(send(&mut vms[1], TOKEN, "192.0.2.1:1", None), 429);
+}
+
+#[test]
+fn cas_conflicts_are_retried_and_never_lose_a_request_count() {
+    let world = World::new(module());
+    let mut vms = workers(&world, 2, &config(""));
+    // The first request creates the bucket (an absent key is written without a CAS check).
+    assert_eq!(send(&mut vms[1], TOKEN, "192.0.2.1:1", None), 200);
+    // Another worker writes the bucket right after each of the next 3 reads: 3 failed writes,
+    // then the 4th attempt succeeds and the request is admitted exactly once.
+    world.interfere("otlp_gate.rate.w", 3);
+    assert_eq!(send(&mut vms[0], TOKEN, "192.0.2.1:1", None), 200);
+    assert_eq!(world.cas_conflicts(), 3);
+    assert_eq!(
+        world
+            .metric("otlp_gate_shared_data_conflicts_total")
+            .unwrap_or(0),
+        0
+    );
+    // A bucket contended on every one of its 8 attempts: served (never blocked on no information)
+    // and counted.
+    world.interfere("otlp_gate.rate.w", 8);
+    assert_eq!(send(&mut vms[1], TOKEN, "192.0.2.1:1", None), 200);
+    assert_eq!(
+        world.metric("otlp_gate_shared_data_conflicts_total"),
+        Some(1)
+    );
+    // The budget still holds: 4 burst - 2 admitted (the contended one was not charged).
+    let ok = (0..5)
+        .filter(|i| send(&mut vms[i % 2], TOKEN, "192.0.2.1:1", None) == 200)
+        .count();
+    assert_eq!(ok, 2);
+}
+
+#[test]
+fn body_bytes_are_charged_as_they_pass() {
+    let world = World::new(module());
+    let mut vms = workers(&world, 2, &config(""));
+    assert_eq!(
+        send(&mut vms[0], OTHER, "192.0.2.1:1", Some(&[0u8; 600])),
+        200
+    );
+    assert_eq!(
+        send(&mut vms[1], OTHER, "192.0.2.1:1", Some(&[0u8; 2600])),
+        200,
+        "400 bytes left: admitted, goes into debt"
+    );
+    assert_eq!(
+        send(&mut vms[0], OTHER, "192.0.2.1:1", None),
+        429,
+        "2200 bytes owed"
+    );
+    assert_eq!(
+        world.metric("otlp_gate_token_bytes_total.token_id.b"),
+        Some(3200)
+    );
+    world.advance(std::time::Duration::from_secs(3));
+    assert_eq!(
+        send(&mut vms[1], OTHER, "192.0.2.1:1", None),
+        200,
+        "debt repaid at 1000 B/s"
+    );
+}
+
+#[test]
+fn failed_auth_memory_is_bounded_under_a_flood_of_addresses() {
+    let world = World::new(module());
+    let cfg = config(r#""failed_auth": {"max_failures": 2, "table_size": 64},"#);
+    let mut vms = workers(&world, 2, &cfg);
+    for i in 0..5000u32 {
+        let source = format!("10.{}.{}.{}:1", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        // Addresses that hash to the same busy slot share a counter, so some get 429 early;
+        // nothing without a valid token is ever forwarded.
+        let status = send(
+            &mut vms[(i % 2) as usize],
+            "bogus-token-value-00000",
+            &source,
+            None,
+        );
+        assert!(status == 401 || status == 429, "status {status}");
+    }
+    let slots = world
+        .shared_data_keys()
+        .iter()
+        .filter(|k| k.starts_with("otlp_gate.failed_auth."))
+        .count();
+    assert!(slots <= 64, "{slots} shared-data keys for 5000 addresses");
+    // The NAT case: an address in cooldown still gets its valid requests served.
+    for _ in 0..3 {
+        send(
+            &mut vms[0],
+            "bogus-token-value-00000",
+            "198.51.100.1:1",
+            None,
+        );
+    }
+    assert_eq!(
+        send(
+            &mut vms[1],
+            "bogus-token-value-00000",
+            "198.51.100.1:1",
+            None
+        ),
+        429
+    );
+    assert_eq!(send(&mut vms[1], TOKEN, "198.51.100.1:1", None), 200);
+    assert_eq!(
+        world.metric("otlp_gate_requests_total.signal.traces.outcome.accepted"),
+        Some(1)
+    );
+}
+
+#[test]
+fn ticks_repeat_expiry_warnings() {
+    let world = World::new(module());
+    world.set_time_unix_seconds(unix_seconds("2026-12-25T00:00:00Z"));
+    let cfg = format!(
+        r#"{{"tokens": [{{"id": "soon", "token": "{TOKEN}", "expires_at": "2027-01-01T00:00:00Z"}}]}}"#
+    );
+    let mut vm = workers(&world, 1, &cfg).remove(0);
+    let warned = |vm: &Vm| {
+        vm.logs_at_least(LogLevel::Warn)
+            .iter()
+            .filter(|l| l.contains("\"soon\" expires at 2027-01-01T00:00:00Z"))
+            .count()
+    };
+    assert_eq!(warned(&vm), 1, "warned at load");
+    assert_eq!(vm.tick_period(), std::time::Duration::from_secs(86_400));
+    world.advance(std::time::Duration::from_secs(86_400));
+    vm.tick().unwrap();
+    assert_eq!(warned(&vm), 2, "and again a day later");
+    world.set_time_unix_seconds(unix_seconds("2027-01-02T00:00:00Z"));
+    vm.tick().unwrap();
+    assert!(
+        vm.logs_at_least(LogLevel::Warn)
+            .iter()
+            .any(|l| l.contains("\"soon\" expired at"))
+    );
+    assert_eq!(
+        world.metric("otlp_gate_token_expiry_timestamp_seconds.token_id.soon"),
+        Some(1_798_761_600)
+    );
+}
+
+#[test]
+fn generations_gauges_and_dry_run_warning() {
+    let world = World::new(module());
+    let mut vm = workers(&world, 1, &config("")).remove(0);
+    assert_eq!(world.metric("otlp_gate_config_generation"), Some(1));
+    assert_eq!(world.metric("otlp_gate_tokens_loaded"), Some(2));
+    assert!(vm.configure(config("").as_bytes()).unwrap());
+    assert_eq!(
+        world.metric("otlp_gate_config_generation"),
+        Some(1),
+        "same content, same generation"
+    );
+    assert!(
+        vm.configure(config(r#""mode": "dry_run","#).as_bytes())
+            .unwrap()
+    );
+    assert_eq!(world.metric("otlp_gate_config_generation"), Some(2));
+    assert_eq!(world.metric("otlp_gate_dry_run_enabled"), Some(1));
+    assert!(
+        vm.logs_at_least(LogLevel::Warn)
+            .iter()
+            .any(|l| l.contains("NOTHING IS ENFORCED"))
+    );
+    assert!(!vm.configure(b"{\"tokens\": 5}").unwrap());
+    assert_eq!(
+        world.metric("otlp_gate_config_loads_total.result.rejected"),
+        Some(1)
+    );
+    assert_eq!(
+        world.metric("otlp_gate_config_loads_total.result.ok"),
+        Some(3)
+    );
+    // The previous plugin instance (a new root context in Envoy) is untouched by the refusal.
+    assert_eq!(
+        send(&mut vm, "unknown-token-abcdefghij", "192.0.2.1:1", None),
+        200,
+        "dry-run forwards"
+    );
+}
+
+/// Envoy 1.40 hands a `google.protobuf.Struct` configuration over as serialized protobuf.
+#[test]
+fn struct_encoded_config_is_read_and_hashed_like_json() {
+    fn varint(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn field(tag: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        varint(tag << 3 | 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+    fn value(v: &serde_json::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        match v {
+            serde_json::Value::String(s) => field(3, s.as_bytes(), &mut out),
+            serde_json::Value::Bool(b) => out.extend_from_slice(&[4 << 3, u8::from(*b)]),
+            serde_json::Value::Number(n) => {
+                out.push(2 << 3 | 1);
+                out.extend_from_slice(&n.as_f64().unwrap().to_le_bytes());
+            }
+            serde_json::Value::Object(_) => field(5, &structure(v), &mut out),
+            serde_json::Value::Array(a) => {
+                let mut list = Vec::new();
+                for item in a {
+                    field(1, &value(item), &mut list);
+                }
+                field(6, &list, &mut out);
+            }
+            serde_json::Value::Null => out.extend_from_slice(&[1 << 3, 0]),
+        }
+        out
+    }
+    fn structure(v: &serde_json::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, val) in v.as_object().unwrap() {
+            let mut entry = Vec::new();
+            field(1, k.as_bytes(), &mut entry);
+            field(2, &value(val), &mut entry);
+            field(1, &entry, &mut out);
+        }
+        out
+    }
+    let json: serde_json::Value = serde_json::from_str(&config("")).unwrap();
+    let healthz = |bytes: &[u8]| {
+        let world = World::new(module());
+        let mut vm = world.vm().unwrap();
+        assert!(vm.start(b"").unwrap());
+        assert!(
+            vm.configure(bytes).unwrap(),
+            "{:?}",
+            vm.logs_at_least(LogLevel::Error)
+        );
+        let mut s = vm.http_stream().unwrap();
+        s.request_headers(
+            &[(":method", "GET"), (":path", "/observability/healthz")],
+            true,
+        )
+        .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&s.local_reply().unwrap().body).unwrap();
+        assert_eq!(send_after(&mut vm), 200);
+        body
+    };
+    fn send_after(vm: &mut Vm) -> u32 {
+        send(vm, TOKEN, "192.0.2.1:1", None)
+    }
+    let from_struct = healthz(&structure(&json));
+    let from_json = healthz(config("").as_bytes());
+    assert_eq!(from_struct["config_sha256"], from_json["config_sha256"]);
+    assert_eq!(from_struct["tokens"], 2);
+}
