@@ -48,7 +48,7 @@ proptest! {
         if let Some(a) = &auth { headers.push(("authorization".into(), a.clone())); }
         if let Some(k) = &api_key { headers.push(("x-api-key".into(), k.clone())); }
         if let Some(c) = content_type { headers.push(("content-type".into(), c)); }
-        headers.extend(extra.into_iter().map(|(k, v)| (k, v)));
+        headers.extend(extra);
         let mut s = vm.http_stream().unwrap();
         let action = s.request_headers_bytes(&headers, false);
         prop_assert!(action.is_ok(), "the module trapped: {:#}", action.err().unwrap());
