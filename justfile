@@ -31,9 +31,10 @@ lint:
     cargo clippy -q --workspace --all-targets -- -D warnings
     if rustup target list --installed | grep -qx wasm32-wasip1; then cargo clippy -q --release --target wasm32-wasip1 --lib -p otlp-gate -p hostcheck -p minimal-filter -- -D warnings; else echo "lint: wasm32-wasip1 clippy skipped (Debian toolchain fallback in use)"; fi
 
-# Native unit tests: the filter's pure core and CLI, the Alloy config checker
+# Unit tests: the filter's pure core and CLI, the Alloy config checker; the core again as 32-bit wasm under Node's WASI
 unit:
     cargo test -q -p otlp-gate -p alloy-check
+    if rustup target list --installed | grep -qx wasm32-wasip1; then CARGO_TARGET_WASM32_WASIP1_RUNNER="node {{justfile_directory()}}/tests/wasi-run.mjs" cargo test -q --target wasm32-wasip1 -p otlp-gate --lib; else echo "unit: wasm32 unit tests skipped (Debian toolchain fallback in use)"; fi
 
 # The compiled .wasm driven through the proxy-wasm ABI in the wasmtime harness
 harness: build build-test-modules

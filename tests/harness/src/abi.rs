@@ -3,44 +3,67 @@
 
 /// `proxy_status_t`.
 pub mod status {
+    /// Success.
     pub const OK: i32 = 0;
+    /// The key, property or queue does not exist.
     pub const NOT_FOUND: i32 = 1;
+    /// Envoy refuses the arguments (e.g. an HTTP call without `:path`).
     pub const BAD_ARGUMENT: i32 = 2;
+    /// The queue is empty.
     pub const EMPTY: i32 = 7;
+    /// Shared data changed since it was read.
     pub const CAS_MISMATCH: i32 = 8;
 }
 
 /// `proxy_map_type_t`.
 pub mod map {
+    /// HTTP request headers.
     pub const REQUEST_HEADERS: i32 = 0;
+    /// HTTP request trailers.
     pub const REQUEST_TRAILERS: i32 = 1;
+    /// HTTP response headers.
     pub const RESPONSE_HEADERS: i32 = 2;
+    /// HTTP response trailers.
     pub const RESPONSE_TRAILERS: i32 = 3;
+    /// Headers of an HTTP call's response.
     pub const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
+    /// Trailers of an HTTP call's response.
     pub const HTTP_CALL_RESPONSE_TRAILERS: i32 = 7;
 }
 
 /// `proxy_buffer_type_t`.
 pub mod buffer {
+    /// HTTP request body.
     pub const REQUEST_BODY: i32 = 0;
+    /// HTTP response body.
     pub const RESPONSE_BODY: i32 = 1;
+    /// Body of an HTTP call's response (the spec text says 1; the SDK and Envoy use 4).
     pub const HTTP_CALL_RESPONSE_BODY: i32 = 4;
+    /// The VM configuration (`proxy_on_vm_start`).
     pub const VM_CONFIGURATION: i32 = 6;
+    /// The plugin configuration (`proxy_on_configure`).
     pub const PLUGIN_CONFIGURATION: i32 = 7;
 }
 
 /// `proxy_log_level_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
+    /// Trace.
     Trace = 0,
+    /// Debug.
     Debug = 1,
+    /// Info (also stdout).
     Info = 2,
+    /// Warn.
     Warn = 3,
+    /// Error (also stderr).
     Error = 4,
+    /// Critical (the Rust SDK logs panics here).
     Critical = 5,
 }
 
 impl LogLevel {
+    /// The level for an ABI value, `None` if out of range.
     pub fn from_i32(v: i32) -> Option<LogLevel> {
         Some(match v {
             0 => LogLevel::Trace,
@@ -58,15 +81,20 @@ impl LogLevel {
 /// SDK never returns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Continue: hand the data on.
     Continue,
+    /// Pause (StopIteration): hold the stream until `proxy_continue_stream`.
     Pause,
 }
 
 /// `proxy_metric_type_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricType {
+    /// A counter (incremented).
     Counter,
+    /// A gauge (set).
     Gauge,
+    /// A histogram (the harness keeps the last recorded value).
     Histogram,
 }
 

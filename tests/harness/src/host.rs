@@ -16,16 +16,22 @@ pub type Pairs = Vec<(String, Vec<u8>)>;
 /// A recorded log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
+    /// Level the module logged at (stdout is Info, stderr Error).
     pub level: LogLevel,
+    /// The message (a trailing newline from stdio is trimmed).
     pub message: String,
 }
 
 /// A local reply sent with `proxy_send_local_response`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalReply {
+    /// HTTP status code.
     pub status: u32,
+    /// Envoy's response-code details (empty from the Rust SDK).
     pub details: String,
+    /// The body (for gRPC replies: the status message).
     pub body: Vec<u8>,
+    /// Reply headers (gRPC: metadata), in order.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Set for gRPC replies (`grpc_status >= 0`); Envoy then sends `grpc-message` = body.
     pub grpc_status: Option<u32>,
@@ -49,29 +55,49 @@ impl LocalReply {
 /// An outgoing `proxy_http_call` waiting for the test to answer it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpCall {
+    /// The token the module got back, used to answer the call.
     pub token: u32,
-    /// The context that made the call (its callback receives the response).
+    /// The context that made the call. Envoy delivers the response to the root context and
+    /// the SDK routes it on to this one.
     pub context_id: u32,
+    /// The cluster the call goes to.
     pub upstream: String,
+    /// Request headers of the call (`:method`, `:path`, `:authority`, ...).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Request body of the call.
     pub body: Vec<u8>,
+    /// Request trailers of the call.
     pub trailers: Vec<(String, Vec<u8>)>,
+    /// Timeout the module asked for.
     pub timeout_ms: u32,
 }
 
 /// Per-HTTP-stream state.
 #[derive(Clone, Debug, Default)]
 pub struct StreamState {
+    /// Request headers as they stand (the upstream's view).
     pub request_headers: Vec<(String, Vec<u8>)>,
+    /// Request trailers as they stand.
     pub request_trailers: Vec<(String, Vec<u8>)>,
+    /// Response headers as they stand (the client's view).
     pub response_headers: Vec<(String, Vec<u8>)>,
+    /// Response trailers as they stand.
     pub response_trailers: Vec<(String, Vec<u8>)>,
+    /// The request body buffer the module sees.
     pub request_body: Vec<u8>,
+    /// The response body buffer the module sees.
     pub response_body: Vec<u8>,
+    /// The last body callback returned Pause: Envoy buffers and appends the next chunk.
+    pub request_body_buffering: bool,
+    /// Same as `request_body_buffering`, for the response.
+    pub response_body_buffering: bool,
+    /// The local reply, if the module sent one.
     pub local_reply: Option<LocalReply>,
-    /// `proxy_continue_stream` / `proxy_close_stream` calls, by stream type.
+    /// `proxy_continue_stream` calls, by stream type (0 request, 1 response).
     pub continued: Vec<i32>,
+    /// `proxy_close_stream` calls, by stream type.
     pub closed: Vec<i32>,
+    /// Properties set on this stream by the test or the module.
     pub properties: HashMap<String, Vec<u8>>,
 }
 
@@ -411,9 +437,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
                     "proxy_set_buffer_bytes: buffer type {other} is not implemented by this harness"
                 ),
             };
-            let start = (start as u32 as usize).min(buf.len());
-            let end = start.saturating_add(size as u32 as usize).min(buf.len());
-            buf.splice(start..end, data);
+            // Envoy (Buffer::copyFrom in its wasm context): start 0 drains `size` bytes and
+            // prepends the data; start >= length appends; anything else is BAD_ARGUMENT, on
+            // which the Rust SDK panics, so it is a test failure here.
+            let start = start as u32 as usize;
+            if start == 0 {
+                let end = (size as u32 as usize).min(buf.len());
+                buf.splice(0..end, data);
+            } else if start >= buf.len() {
+                buf.extend_from_slice(&data);
+            } else {
+                bail!(
+                    "proxy_set_buffer_bytes(start={start}) inside a {}-byte body: Envoy only \
+                     replaces from 0 or appends, and answers BAD_ARGUMENT",
+                    buf.len()
+                );
+            }
             Ok(status::OK)
         },
     )?;

@@ -19,6 +19,8 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod abi;
 mod host;
 mod wasi;
@@ -46,6 +48,7 @@ pub struct Module {
 }
 
 impl Module {
+    /// Reads and compiles a module file (see [`Module::from_bytes`]).
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Module> {
         let path = path.as_ref();
         let bytes = std::fs::read(path)
@@ -77,9 +80,11 @@ pub struct World {
     shared: Arc<Mutex<Shared>>,
     vm_id: String,
     plugin_name: String,
+    memory_limit: usize,
 }
 
 impl World {
+    /// A world for `module`: clock at 2023-11-14T22:13:20Z, random seed 42, no shared data.
     pub fn new(module: &Module) -> World {
         World {
             module: Arc::new((module.engine.clone(), module.pre.clone())),
@@ -90,6 +95,7 @@ impl World {
             })),
             vm_id: "vm".into(),
             plugin_name: "plugin".into(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 
@@ -97,6 +103,13 @@ impl World {
     pub fn with_names(mut self, vm_id: &str, plugin_name: &str) -> World {
         self.vm_id = vm_id.into();
         self.plugin_name = plugin_name.into();
+        self
+    }
+
+    /// Caps each VM's linear memory (default [`DEFAULT_MEMORY_LIMIT`]); growing past it traps,
+    /// so a leaking module fails the test. Applies to VMs created afterwards.
+    pub fn with_memory_limit(mut self, bytes: usize) -> World {
+        self.memory_limit = bytes;
         self
     }
 
@@ -111,15 +124,18 @@ impl World {
         self.shared().now_ns = ns;
     }
 
+    /// Sets the host clock to whole seconds since the Unix epoch.
     pub fn set_time_unix_seconds(&self, s: u64) {
         self.set_time_unix_nanos(s.saturating_mul(1_000_000_000));
     }
 
+    /// Moves the host clock forward.
     pub fn advance(&self, d: Duration) {
         let mut s = self.shared();
         s.now_ns = s.now_ns.saturating_add(d.as_nanos() as u64);
     }
 
+    /// The host clock, in nanoseconds since the Unix epoch.
     pub fn now_unix_nanos(&self) -> u64 {
         self.shared().now_ns
     }
@@ -154,12 +170,14 @@ impl World {
         self.shared().data.get(key).cloned()
     }
 
+    /// Every shared-data key, sorted.
     pub fn shared_data_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.shared().data.keys().cloned().collect();
         keys.sort();
         keys
     }
 
+    /// Writes a shared-data value as another worker would (its CAS value changes).
     pub fn set_shared_data(&self, key: &str, value: &[u8]) {
         let mut s = self.shared();
         let cas = s.data.get(key).map_or(0, |(_, c)| *c) + 1;
@@ -203,6 +221,7 @@ struct Callbacks {
     request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     log: Option<TypedFunc<i32, ()>>,
     done: Option<TypedFunc<i32, i32>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -216,6 +235,9 @@ pub struct Vm {
     next_context: u32,
     fuel: u64,
     started: bool,
+    /// Set by the first failed callback: like Envoy, the VM is not called again.
+    failed: Option<String>,
+    memory_limit: usize,
 }
 
 fn optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
@@ -236,7 +258,7 @@ impl Vm {
     fn new(world: &World) -> Result<Vm> {
         let (engine, pre) = &*world.module;
         let limits = StoreLimitsBuilder::new()
-            .memory_size(DEFAULT_MEMORY_LIMIT)
+            .memory_size(world.memory_limit)
             .instances(1)
             .trap_on_grow_failure(true)
             .build();
@@ -265,6 +287,7 @@ impl Vm {
             request_trailers: optional(&mut store, &instance, "proxy_on_request_trailers")?,
             response_headers: optional(&mut store, &instance, "proxy_on_response_headers")?,
             response_body: optional(&mut store, &instance, "proxy_on_response_body")?,
+            response_trailers: optional(&mut store, &instance, "proxy_on_response_trailers")?,
             log: optional(&mut store, &instance, "proxy_on_log")?,
             done: optional(&mut store, &instance, "proxy_on_done")?,
             delete: optional(&mut store, &instance, "proxy_on_delete")?,
@@ -282,6 +305,8 @@ impl Vm {
             next_context: 1,
             fuel: DEFAULT_FUEL,
             started: false,
+            failed: None,
+            memory_limit: world.memory_limit,
         })
     }
 
@@ -295,19 +320,36 @@ impl Vm {
         self.store.data_mut().log_level = level;
     }
 
-    fn fail(&self, what: &str, e: wasmtime::Error) -> anyhow::Error {
+    fn fail(&mut self, what: &str, e: wasmtime::Error) -> anyhow::Error {
         let last = self.store.data().last_critical().unwrap_or("none");
         let cause = match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => "ran out of fuel (a runaway loop?)".to_owned(),
             Some(Trap::UnreachableCodeReached) => {
                 "trapped: unreachable (a Rust panic or abort)".to_owned()
             }
-            _ => format!("{e:?}"),
+            // The root cause names the hostcall or limit; wasm backtraces of a stripped
+            // module are only function indices.
+            _ => {
+                let root = e.root_cause().to_string();
+                if root.contains("growing memory") {
+                    format!(
+                        "{root} (over the memory limit of {} bytes)",
+                        self.memory_limit
+                    )
+                } else {
+                    root
+                }
+            }
         };
-        anyhow!("{what} failed: {cause}; last critical log: {last}")
+        let msg = format!("{what} failed: {cause}; last critical log: {last}");
+        self.failed = Some(msg.clone());
+        anyhow!(msg)
     }
 
     fn prepare(&mut self, context: u32) -> Result<()> {
+        if let Some(first) = &self.failed {
+            bail!("the VM failed earlier and Envoy would not call it again ({first})");
+        }
         self.store.set_fuel(self.fuel)?;
         self.store.data_mut().effective_context = context;
         Ok(())
@@ -438,7 +480,8 @@ impl Vm {
         &self.store.data().http_calls
     }
 
-    /// Answers an outgoing HTTP call: `proxy_on_http_call_response` on the context that made it.
+    /// Answers an outgoing HTTP call with `proxy_on_http_call_response`. Calls made by a stream
+    /// that has completed are gone, as Envoy cancels them when the stream is destroyed.
     pub fn respond_http_call(
         &mut self,
         token: u32,
@@ -452,25 +495,25 @@ impl Vm {
             .iter()
             .position(|c| c.token == token)
             .ok_or_else(|| anyhow!("no pending http call with token {token}"))?;
-        let call = d.http_calls.remove(i);
+        d.http_calls.remove(i);
         let conv = |h: &[(&str, &str)]| {
             h.iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
                 .collect::<Vec<_>>()
         };
         d.call_response = Some((conv(headers), body.to_vec(), conv(trailers)));
+        // Envoy attributes every call to the root context and calls back there; the SDK then
+        // switches to the originating stream with proxy_set_effective_context.
+        let root = self.root_id()?;
         let args = (
-            call.context_id as i32,
+            root as i32,
             token as i32,
             headers.len() as i32,
             body.len() as i32,
             trailers.len() as i32,
         );
-        let r = self.call::<(i32, i32, i32, i32, i32), ()>(
-            "proxy_on_http_call_response",
-            args,
-            call.context_id,
-        );
+        let r =
+            self.call::<(i32, i32, i32, i32, i32), ()>("proxy_on_http_call_response", args, root);
         self.store.data_mut().call_response = None;
         r.map(|_| ())
     }
@@ -489,6 +532,7 @@ impl Vm {
             .collect()
     }
 
+    /// Forgets the logs recorded so far.
     pub fn clear_logs(&mut self) {
         self.store.data_mut().logs.clear();
     }
@@ -498,6 +542,7 @@ impl Vm {
         self.store.data().hostcalls
     }
 
+    /// Restarts the hostcall count from zero.
     pub fn reset_hostcalls(&mut self) {
         self.store.data_mut().hostcalls = 0;
     }
@@ -541,6 +586,7 @@ fn action(what: &str, v: i32) -> Result<Action> {
 }
 
 impl Stream<'_> {
+    /// The stream's proxy-wasm context id.
     pub fn context_id(&self) -> u32 {
         self.id
     }
@@ -584,6 +630,7 @@ impl Stream<'_> {
         self.request_headers_bytes(&to_pairs(headers), end_of_stream)
     }
 
+    /// Like [`Stream::request_headers`], for values that are not UTF-8.
     pub fn request_headers_bytes(
         &mut self,
         headers: &[(String, Vec<u8>)],
@@ -601,17 +648,27 @@ impl Stream<'_> {
         )
     }
 
-    /// A request body chunk arrives (`proxy_on_request_body` with this chunk's size).
+    /// A request body chunk arrives (`proxy_on_request_body`). As in Envoy, if the previous
+    /// body callback returned [`Action::Pause`] (StopIterationAndBuffer) the chunk is appended
+    /// to the buffered body and the callback sees the cumulative size; otherwise the buffer
+    /// holds just this chunk.
     pub fn request_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Result<Action> {
-        self.state_mut()?.request_body = chunk.to_vec();
-        let n = chunk.len() as i32;
-        self.phase(
+        let st = self.state_mut()?;
+        if !st.request_body_buffering {
+            st.request_body.clear();
+        }
+        st.request_body.extend_from_slice(chunk);
+        let n = st.request_body.len() as i32;
+        let action = self.phase(
             "proxy_on_request_body",
             |c| c.request_body.clone(),
             (self.id as i32, n, i32::from(end_of_stream)),
-        )
+        )?;
+        self.state_mut()?.request_body_buffering = action == Action::Pause;
+        Ok(action)
     }
 
+    /// Request trailers arrive (`proxy_on_request_trailers`).
     pub fn request_trailers(&mut self, trailers: &[(&str, &str)]) -> Result<Action> {
         self.state_mut()?.request_trailers = to_pairs(trailers);
         let Some(f) = self.vm.callbacks.request_trailers.clone() else {
@@ -624,6 +681,7 @@ impl Stream<'_> {
         action("proxy_on_request_trailers", r)
     }
 
+    /// Response headers arrive from the upstream (`proxy_on_response_headers`).
     pub fn response_headers(
         &mut self,
         headers: &[(&str, &str)],
@@ -638,14 +696,35 @@ impl Stream<'_> {
         )
     }
 
+    /// A response body chunk arrives (`proxy_on_response_body`), buffered after a
+    /// [`Action::Pause`] like [`Stream::request_body`].
     pub fn response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Result<Action> {
-        self.state_mut()?.response_body = chunk.to_vec();
-        let n = chunk.len() as i32;
-        self.phase(
+        let st = self.state_mut()?;
+        if !st.response_body_buffering {
+            st.response_body.clear();
+        }
+        st.response_body.extend_from_slice(chunk);
+        let n = st.response_body.len() as i32;
+        let action = self.phase(
             "proxy_on_response_body",
             |c| c.response_body.clone(),
             (self.id as i32, n, i32::from(end_of_stream)),
-        )
+        )?;
+        self.state_mut()?.response_body_buffering = action == Action::Pause;
+        Ok(action)
+    }
+
+    /// Response trailers arrive (`proxy_on_response_trailers`).
+    pub fn response_trailers(&mut self, trailers: &[(&str, &str)]) -> Result<Action> {
+        self.state_mut()?.response_trailers = to_pairs(trailers);
+        let Some(f) = self.vm.callbacks.response_trailers.clone() else {
+            return Ok(Action::Continue);
+        };
+        self.vm.prepare(self.id)?;
+        let r = f
+            .call(&mut self.vm.store, (self.id as i32, trailers.len() as i32))
+            .map_err(|e| self.vm.fail("proxy_on_response_trailers", e))?;
+        action("proxy_on_response_trailers", r)
     }
 
     fn phase(
@@ -687,9 +766,31 @@ impl Stream<'_> {
         self.upstream_header_values(name).into_iter().next()
     }
 
-    /// The request body as the upstream would receive it (the last chunk delivered).
+    /// The request body as the upstream would receive it: the last chunk delivered, or
+    /// everything buffered since the module started pausing body callbacks.
     pub fn upstream_body(&self) -> &[u8] {
         &self.state().request_body
+    }
+
+    /// The request trailers as the upstream would receive them.
+    pub fn upstream_trailers(&self) -> &[(String, Vec<u8>)] {
+        &self.state().request_trailers
+    }
+
+    /// The response body as the client would receive it (see [`Stream::upstream_body`]).
+    pub fn downstream_body(&self) -> &[u8] {
+        &self.state().response_body
+    }
+
+    /// The response trailers as the client would receive them.
+    pub fn downstream_trailers(&self) -> &[(String, Vec<u8>)] {
+        &self.state().response_trailers
+    }
+
+    /// The VM this stream runs on, to fire ticks, answer HTTP calls or read logs while the
+    /// stream is still open (as Envoy interleaves them).
+    pub fn vm(&mut self) -> &mut Vm {
+        self.vm
     }
 
     /// The response headers as the client would receive them.
@@ -734,6 +835,8 @@ impl Stream<'_> {
         let d = self.vm.store.data_mut();
         d.streams.remove(&self.id);
         d.contexts.retain(|&c| c != self.id);
+        // Envoy cancels a destroyed stream's pending HTTP calls.
+        d.http_calls.retain(|c| c.context_id != self.id);
         Ok(())
     }
 }

@@ -85,11 +85,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             Ok(SUCCESS)
         })?;
     }
-    linker.func_wrap(M, "proc_exit", |c: C<'_>, code: i32| -> Result<()> {
-        let last = c.data().last_critical().unwrap_or("none").to_owned();
-        Err(anyhow!(
-            "module called proc_exit({code}); last critical log: {last}"
-        ))
+    // The caller adds the module's last critical log to the error.
+    linker.func_wrap(M, "proc_exit", |_: C<'_>, code: i32| -> Result<()> {
+        Err(anyhow!("module called proc_exit({code})"))
     })?;
     linker.func_wrap(M, "fd_close", |_: C<'_>, _: i32| -> Result<i32> {
         Ok(SUCCESS)
