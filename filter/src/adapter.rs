@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -30,6 +30,9 @@ const EXPIRY_WARNING_PERIOD: Duration = Duration::from_secs(86_400);
 thread_local! {
     /// Per-VM (per Envoy worker) generation: +1 whenever a config with a new hash loads.
     static GENERATION: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    /// Token ids whose expiry gauge this VM has set: a token removed by a later config gets
+    /// its gauge reset to 0 ("no expiry"), so expiry alerts stop firing for it.
+    static EXPIRY_GAUGES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Defines a metric (idempotent in Envoy; each VM caches the ids it gets).
@@ -137,7 +140,7 @@ impl RootContext for Root {
                 ));
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 error!(
-                    "otlp-gate: configuration refused ({} problem(s)); the previous configuration stays in force: {}",
+                    "otlp-gate: configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {}",
                     list.len(),
                     list.join("; ")
                 );
@@ -170,6 +173,14 @@ impl RootContext for Root {
             let expiry = t.expires_at.map_or(0, |e| u64::try_from(e).unwrap_or(0));
             gauge(&metrics::token_expiry(&t.id), expiry);
         }
+        EXPIRY_GAUGES.with(|ids| {
+            let mut ids = ids.borrow_mut();
+            let current: HashSet<&str> = config.tokens.iter().map(|t| t.id.as_str()).collect();
+            for gone in ids.iter().filter(|id| !current.contains(id.as_str())) {
+                gauge(&metrics::token_expiry(gone), 0);
+            }
+            *ids = config.tokens.iter().map(|t| t.id.clone()).collect();
+        });
         bump(metric(
             MetricType::Counter,
             metrics::config_loads_total(true),

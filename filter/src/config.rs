@@ -522,6 +522,20 @@ fn unknown_keys(obj: &Map<String, Value>, allowed: &[&str], base: &str, errs: &m
     }
 }
 
+/// Rewrites `5.0` as `5` everywhere, as a Struct decodes it (see `structpb`).
+fn integral_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                *v = crate::structpb::number(f);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
 /// Parses and validates a configuration. Returns every problem found.
 pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
     let mut errs = Errors(Vec::new());
@@ -540,8 +554,11 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
             }
         },
     };
-    // The content hash is over the canonical JSON (sorted keys), so the same content gives
-    // the same hash whether it arrived as JSON or as a Struct.
+    // The content hash is over the canonical JSON (sorted keys, integral numbers as integers),
+    // so the same content gives the same hash whether it arrived as JSON, as YAML read by the
+    // CLI, or as a Struct (whose numbers are all doubles).
+    let mut value = value;
+    integral_numbers(&mut value);
     let canonical = value.to_string();
     let Value::Object(top) = value else {
         return Err(vec![ConfigError {
@@ -712,7 +729,7 @@ fn parse_token(
         None if !obj.contains_key("id") => errs.add(p("id"), "is required"),
         Some(id) if !valid_id(id) => errs.add(
             p("id"),
-            "must be 1-64 characters of letters, digits, - and _ starting with a letter or digit (it is used in metric names)",
+            "must be 1-64 characters of letters, digits, - and _ starting with a letter or digit (it appears in metric names and logs)",
         ),
         _ => {}
     }
@@ -1058,6 +1075,51 @@ mod tests {
         let e = parse(b"not json").unwrap_err();
         assert_eq!(e.len(), 1);
         assert!(e[0].message.starts_with("configuration is neither JSON"));
+    }
+
+    #[test]
+    fn content_hash_ignores_form_but_not_content() {
+        use crate::structpb::{Kind, ListValue, PbValue, Struct};
+        use prost::Message as _;
+        let hash = |raw: &[u8]| parse(raw).unwrap().sha256_hex;
+        let a = hash(
+            br#"{"tokens":[{"id":"a","sha256":"0000000000000000000000000000000000000000000000000000000000000001"}],"default_rate":{"requests_per_second":50}}"#,
+        );
+        // Key order, whitespace and 50 vs 50.0 are form, not content.
+        let b = hash(
+            br#"{ "default_rate": {"requests_per_second": 50.0},
+                  "tokens": [{"sha256": "0000000000000000000000000000000000000000000000000000000000000001", "id": "a"}] }"#,
+        );
+        assert_eq!(a, b);
+        // The same content as Envoy hands it over: a serialized google.protobuf.Struct.
+        let v = |k: Kind| PbValue { kind: Some(k) };
+        let obj = |pairs: Vec<(&str, PbValue)>| Struct {
+            fields: pairs.into_iter().map(|(k, x)| (k.to_owned(), x)).collect(),
+        };
+        let token = obj(vec![
+            ("id", v(Kind::String("a".into()))),
+            ("sha256", v(Kind::String(D1.into()))),
+        ]);
+        let st = obj(vec![
+            (
+                "tokens",
+                v(Kind::List(ListValue {
+                    values: vec![v(Kind::Struct(token))],
+                })),
+            ),
+            (
+                "default_rate",
+                v(Kind::Struct(obj(vec![(
+                    "requests_per_second",
+                    v(Kind::Number(50.0)),
+                )]))),
+            ),
+        ]);
+        assert_eq!(hash(&st.encode_to_vec()), a);
+        let c = hash(
+            br#"{"tokens":[{"id":"a","sha256":"0000000000000000000000000000000000000000000000000000000000000001"}],"default_rate":{"requests_per_second":50.5}}"#,
+        );
+        assert_ne!(a, c);
     }
 
     #[test]

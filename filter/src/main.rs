@@ -9,20 +9,34 @@ use otlp_gate::config::{self, Config};
 use otlp_gate::time::format_rfc3339;
 use serde_json::{Map, Value, json};
 
-const USAGE: &str = "\
-otlp-gate: operator CLI for the otlp-gate Envoy filter
-
-USAGE:
-  otlp-gate token new --id ID [--tenant T] [--signals logs,metrics,traces]
+const TOKEN_NEW_HELP: &str = r"  otlp-gate token new --id ID [--tenant T] [--signals logs,metrics,traces]
                       [--not-before RFC3339] [--expires RFC3339] [--json]
       Print a fresh 256-bit token (once) and the config entry holding only its sha256.
-  otlp-gate hash
-      Read one token from stdin (one trailing newline is trimmed) and print its sha256.
-  otlp-gate check FILE
+      The entry is validated with the filter's rules first; --json prints it as JSON
+      instead of YAML. Times look like 2027-01-01T00:00:00Z.
+";
+const HASH_HELP: &str = r#"  otlp-gate hash
+      Read one token from stdin (one trailing newline is trimmed, so `echo "$T" |` is
+      right) and print its sha256, the value for a token entry's `sha256`.
+"#;
+const CHECK_HELP: &str = r"  otlp-gate check FILE
       Validate a plugin config: plain JSON, or the Envoy ECDS resource file (YAML or JSON)
       that wraps it. Prints every problem with its location; exit status 1 if any.
+      Otherwise prints a summary: token count, tenants, soonest expiry, warnings, and the
+      config_sha256 that GET {path_prefix}/healthz will report once it is loaded.
+";
 
-Exit status: 0 ok, 1 invalid input, 2 usage error.";
+/// The whole usage text, or one command's part of it.
+fn usage(part: Option<&str>) -> String {
+    let body = match part {
+        Some(p) => p.to_owned(),
+        None => format!("{TOKEN_NEW_HELP}{HASH_HELP}{CHECK_HELP}"),
+    };
+    format!(
+        "otlp-gate: operator CLI for the otlp-gate Envoy filter\n\nUSAGE:\n{body}\n\
+         Exit status: 0 ok, 1 invalid input, 2 usage error.\n"
+    )
+}
 
 /// Prefix of generated tokens: lets secret scanners recognise a leaked otlp-gate token.
 const TOKEN_PREFIX: &str = "otlpgate_";
@@ -36,7 +50,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Failure::Usage(msg)) => {
-            eprintln!("otlp-gate: {msg}\n\n{USAGE}");
+            eprint!("otlp-gate: {msg}\n\n{}", usage(None));
             ExitCode::from(2)
         }
         Err(Failure::Invalid(msg)) => {
@@ -53,8 +67,16 @@ enum Failure {
 }
 
 fn run(args: &[&str]) -> Result<String, Failure> {
+    if args.iter().any(|a| matches!(*a, "-h" | "--help")) {
+        return Ok(usage(match args.first().copied() {
+            Some("token") => Some(TOKEN_NEW_HELP),
+            Some("hash") => Some(HASH_HELP),
+            Some("check") => Some(CHECK_HELP),
+            _ => None,
+        }));
+    }
     match args {
-        [] | ["-h" | "--help" | "help", ..] => Ok(format!("{USAGE}\n")),
+        [] | ["help", ..] => Ok(usage(None)),
         ["token", "new", rest @ ..] => token_new(&parse_flags(rest, &["--json"])?),
         ["token", ..] => Err(Failure::Usage(
             "unknown token command (did you mean `token new`?)".into(),
@@ -324,10 +346,16 @@ fn summary(location: &str, cfg: &Config) -> String {
             format_rfc3339(t.expires_at.unwrap_or_default())
         ));
     }
-    for w in cfg.warnings() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for w in cfg.warnings().into_iter().chain(cfg.expiry_warnings(now)) {
         out.push_str(&format!("  warning: {w}\n"));
     }
-    out.push_str(&format!("  config sha256 (as the filter will report it in healthz when loaded from this JSON): {}\n", cfg.sha256_hex));
+    out.push_str(&format!(
+        "  config sha256 (healthz reports it once this config is loaded): {}\n",
+        cfg.sha256_hex
+    ));
     out
 }
 
@@ -347,7 +375,26 @@ mod tests {
             run(&["token", "new", "--id", "a", "--colour", "red"]),
             Err(Failure::Usage(_))
         ));
-        assert!(run(&["--help"]).unwrap().contains("USAGE"));
+        let all = run(&["--help"]).unwrap();
+        assert!(all.contains("token new") && all.contains("hash") && all.contains("check FILE"));
+        assert_eq!(run(&[]).unwrap(), all);
+        for (args, want, not) in [
+            (
+                &["token", "new", "--help"][..],
+                "--not-before",
+                "check FILE",
+            ),
+            (
+                &["token", "new", "--id", "x", "-h"][..],
+                "--json",
+                "check FILE",
+            ),
+            (&["hash", "--help"][..], "trailing newline", "token new"),
+            (&["check", "--help"][..], "ECDS", "token new"),
+        ] {
+            let out = run(args).unwrap();
+            assert!(out.contains(want) && !out.contains(not), "{args:?}: {out}");
+        }
     }
 
     #[test]
@@ -438,6 +485,12 @@ mod tests {
         assert!(
             msg.contains("tokens[0].sha256") && msg.contains("tokens[0].tenant"),
             "{msg}"
+        );
+        let expired = ecds.replace("2027-01-01T00:00:00Z", "2020-01-01T00:00:00Z");
+        let out = check("f.yaml", expired.as_bytes()).unwrap();
+        assert!(
+            out.contains("warning: token \"a\" expired at 2020-01-01T00:00:00Z"),
+            "{out}"
         );
         let string_value = ecds.replace("google.protobuf.Struct", "google.protobuf.StringValue");
         assert!(check("f.yaml", string_value.as_bytes()).is_err());

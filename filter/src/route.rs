@@ -93,7 +93,8 @@ pub enum Route {
     NotFound,
 }
 
-/// Classifies a request. `grpc` is true when the content-type is `application/grpc…`.
+/// Classifies a request. `grpc` is true when the content-type is `application/grpc…`: gRPC
+/// requests are OTLP only on the three gRPC export paths, other requests only on the HTTP ones.
 pub fn route(prefix: &str, method: &str, path: &str, grpc: bool) -> Route {
     let (bare, query) = match path.find('?') {
         Some(i) => (&path[..i], &path[i..]),
@@ -111,6 +112,12 @@ pub fn route(prefix: &str, method: &str, path: &str, grpc: bool) -> Route {
             };
         }
         if let Some(signal) = rest.strip_prefix("/v1/").and_then(Signal::parse) {
+            // A gRPC client here is calling a gRPC method that does not exist: forwarding it
+            // to the OTLP/HTTP receiver would answer with an HTTP error page, so it is refused
+            // below as not found (gRPC UNIMPLEMENTED).
+            if grpc {
+                return Route::NotFound;
+            }
             return if method == "POST" {
                 Route::Http {
                     signal,
@@ -173,12 +180,8 @@ mod tests {
                 false,
                 http(Traces, "/v1/traces?a=1&b"),
             ),
-            (
-                "POST",
-                "/observability/v1/traces",
-                true,
-                http(Traces, "/v1/traces"),
-            ),
+            ("POST", "/observability/v1/traces", true, Route::NotFound),
+            ("GET", "/observability/v1/traces", true, Route::NotFound),
             (
                 "GET",
                 "/observability/v1/traces",

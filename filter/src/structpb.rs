@@ -70,7 +70,8 @@ fn to_json(v: PbValue) -> Value {
     }
 }
 
-fn number(n: f64) -> Value {
+/// A Struct number as JSON: integral values (up to 2^53) as integers.
+pub fn number(n: f64) -> Value {
     // 2^53: beyond this a double no longer holds every integer exactly.
     if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 {
         Value::Number(Number::from(n as i64))

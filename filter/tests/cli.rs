@@ -64,4 +64,36 @@ fn usage_and_missing_files() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot read"));
     assert_eq!(cli(&["hash"], b"").0, 1);
+    let (code, _, err) = cli(&["hash"], b"  \n");
+    assert_eq!(code, 1, "whitespace is not a token");
+    assert!(err.contains("whitespace"));
+    for cmd in [
+        &["--help"][..],
+        &["token", "new", "--help"],
+        &["check", "-h"],
+    ] {
+        let (code, out, _) = cli(cmd, b"");
+        assert_eq!(code, 0, "{cmd:?}");
+        assert!(out.starts_with("otlp-gate: operator CLI"), "{cmd:?}");
+    }
+}
+
+#[test]
+fn check_refuses_and_locates_every_problem_in_an_ecds_file() {
+    let dir = std::env::temp_dir().join(format!("otlp-gate-cli-ecds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("otlp-gate.yaml");
+    let ecds = "resources:\n- '@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: otlp-gate\n  typed_config:\n    '@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n    config:\n      configuration:\n        '@type': type.googleapis.com/google.protobuf.StringValue\n        value: '{\"tokens\": [{\"id\": \"a\", \"token\": \"secret-value-xyz\"}, {\"id\": \"a\", \"sha256\": \"00\", \"expires\": \"2027-01-01T00:00:00Z\"}]}'\n";
+    std::fs::write(&file, ecds).unwrap();
+    let (code, out, err) = cli(&["check", file.to_str().unwrap()], b"");
+    assert_eq!(code, 1);
+    for want in [
+        "resources[0].typed_config.config.configuration: INVALID",
+        "tokens[1].sha256",
+        "tokens[1].expires: unknown key",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    assert!(!out.contains("secret-value") && !err.contains("secret-value"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -263,6 +263,26 @@ fn generations_gauges_and_dry_run_warning() {
     );
 }
 
+#[test]
+fn expiry_gauge_of_a_removed_token_drops_to_zero() {
+    let world = World::new(module());
+    let cfg =
+        |extra: &str| format!(r#"{{"tokens": [{{"id": "keep", "token": "{TOKEN}"}}{extra}]}}"#);
+    let gone =
+        format!(r#", {{"id": "gone", "token": "{OTHER}", "expires_at": "2027-01-01T00:00:00Z"}}"#);
+    let mut vm = workers(&world, 1, &cfg(&gone)).remove(0);
+    assert_eq!(
+        world.metric("otlp_gate_token_expiry_timestamp_seconds.token_id.gone"),
+        Some(1_798_761_600)
+    );
+    assert!(vm.configure(cfg("").as_bytes()).unwrap());
+    assert_eq!(
+        world.metric("otlp_gate_token_expiry_timestamp_seconds.token_id.gone"),
+        Some(0)
+    );
+    assert_eq!(world.metric("otlp_gate_tokens_loaded"), Some(1));
+}
+
 /// Envoy 1.40 hands a `google.protobuf.Struct` configuration over as serialized protobuf.
 #[test]
 fn struct_encoded_config_is_read_and_hashed_like_json() {
