@@ -28,8 +28,6 @@ proxy_wasm::main! {{
 const EXPIRY_WARNING_PERIOD: Duration = Duration::from_secs(86_400);
 
 thread_local! {
-    /// Per-VM (per Envoy worker) generation: +1 whenever a config with a new hash loads.
-    static GENERATION: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     /// Token ids whose expiry gauge this VM has set: a token removed by a later config gets
     /// its gauge reset to 0 ("no expiry"), so expiry alerts stop firing for it.
     static EXPIRY_GAUGES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
@@ -153,14 +151,15 @@ impl RootContext for Root {
         for w in config.expiry_warnings(now_ns().div_euclid(1_000_000_000)) {
             warn!("otlp-gate: {w}");
         }
-        let generation = GENERATION.with(|g| {
-            let mut g = g.borrow_mut();
-            if g.1 != config.sha256_hex {
-                g.0 += 1;
-                g.1.clone_from(&config.sha256_hex);
-            }
-            g.0
-        });
+        let generation =
+            crate::shared::update(&mut Host { loaded: None }, gate::GENERATION_KEY, |cur| {
+                gate::next_generation(cur, &config.sha256_hex)
+            })
+            .unwrap_or_else(|| {
+                // Every CAS attempt conflicted: report what the other workers stored.
+                let (cur, _) = Host { loaded: None }.get(gate::GENERATION_KEY);
+                gate::next_generation(cur.as_deref(), &config.sha256_hex).1
+            });
         let gauge = |name: &str, value: u64| {
             if let Some(id) = metric(MetricType::Gauge, name) {
                 let _ = hostcalls::record_metric(id, value);
@@ -228,7 +227,8 @@ impl RootContext for Root {
 
 /// proxy-wasm shared data and properties, as the core's `Env`.
 struct Host<'a> {
-    loaded: &'a Loaded,
+    /// Absent while a configuration is being loaded.
+    loaded: Option<&'a Loaded>,
 }
 
 impl SharedStore for Host<'_> {
@@ -255,7 +255,7 @@ impl Env for Host<'_> {
     }
 
     fn contended(&mut self) {
-        bump(self.loaded.conflicts);
+        bump(self.loaded.and_then(|l| l.conflicts));
     }
 }
 
@@ -276,7 +276,7 @@ impl HttpContext for Stream {
             headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             now_ns(),
             l.generation,
-            &mut Host { loaded: &l },
+            &mut Host { loaded: Some(&l) },
         );
         let declared_len = headers
             .iter()
@@ -335,7 +335,13 @@ impl HttpContext for Stream {
         if let Some(token) = self.charge {
             let l = Rc::clone(&self.loaded);
             let bytes = body_size as u64;
-            if !gate::charge_body(&l.config, token, bytes, now_ns(), &mut Host { loaded: &l }) {
+            if !gate::charge_body(
+                &l.config,
+                token,
+                bytes,
+                now_ns(),
+                &mut Host { loaded: Some(&l) },
+            ) {
                 bump(l.conflicts);
             }
             bump_by(

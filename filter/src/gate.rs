@@ -63,6 +63,31 @@ pub fn rate_key(token_id: &str) -> String {
     format!("otlp_gate.rate.{token_id}")
 }
 
+/// Shared-data key of the config generation, shared by every VM (worker) of the plugin.
+pub const GENERATION_KEY: &str = "otlp_gate.generation";
+
+/// The generation for a config with content hash `hash`, given the shared record
+/// (`u64` LE generation, then the hash it belongs to): unchanged for the same content, +1 for
+/// new content. Kept in shared data so all workers — and VMs Envoy creates later — agree.
+pub fn next_generation(current: Option<&[u8]>, hash: &str) -> (Vec<u8>, u64) {
+    let (generation, stored) = match current {
+        Some(b) if b.len() >= 8 => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&b[..8]);
+            (u64::from_le_bytes(n), &b[8..])
+        }
+        _ => (0, &b""[..]),
+    };
+    let next = if stored == hash.as_bytes() {
+        generation.max(1)
+    } else {
+        generation + 1
+    };
+    let mut record = next.to_le_bytes().to_vec();
+    record.extend_from_slice(hash.as_bytes());
+    (record, next)
+}
+
 /// Shared-data key of a failed-auth slot.
 pub fn slot_key(index: u32) -> String {
     format!("otlp_gate.failed_auth.{index}")
@@ -383,4 +408,30 @@ pub fn charge_body(
         (b.encode(), ())
     })
     .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_count_distinct_contents() {
+        let (r1, g1) = next_generation(None, "aaa");
+        assert_eq!(g1, 1);
+        let (r2, g2) = next_generation(Some(&r1), "aaa");
+        assert_eq!(
+            (g2, &r2),
+            (1, &r1),
+            "same content, same generation (another worker)"
+        );
+        let (r3, g3) = next_generation(Some(&r2), "bbb");
+        assert_eq!(g3, 2);
+        let (_, g4) = next_generation(Some(&r3), "aaa");
+        assert_eq!(g4, 3, "going back to earlier content is a new generation");
+        assert_eq!(
+            next_generation(Some(b"xx"), "aaa").1,
+            1,
+            "a damaged record starts over"
+        );
+    }
 }

@@ -246,6 +246,14 @@ fn generations_gauges_and_dry_run_warning() {
             .iter()
             .any(|l| l.contains("NOTHING IS ENFORCED"))
     );
+    // A VM Envoy creates later (new worker, or a VM recreated on update) continues the count.
+    let mut late = workers(&world, 1, &config(r#""mode": "dry_run","#)).remove(0);
+    assert_eq!(world.metric("otlp_gate_config_generation"), Some(2));
+    assert!(
+        late.configure(config(r#""warn_before": "1d","#).as_bytes())
+            .unwrap()
+    );
+    assert_eq!(world.metric("otlp_gate_config_generation"), Some(3));
     assert!(!vm.configure(b"{\"tokens\": 5}").unwrap());
     assert_eq!(
         world.metric("otlp_gate_config_loads_total.result.rejected"),
@@ -253,7 +261,7 @@ fn generations_gauges_and_dry_run_warning() {
     );
     assert_eq!(
         world.metric("otlp_gate_config_loads_total.result.ok"),
-        Some(3)
+        Some(5)
     );
     // The previous plugin instance (a new root context in Envoy) is untouched by the refusal.
     assert_eq!(
