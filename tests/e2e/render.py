@@ -1,0 +1,137 @@
+"""Loopback copies of the production Envoy files (envoy/envoy.yaml, envoy/otlp-gate.yaml).
+
+The tests and the demo run exactly the production files with only these substitutions:
+  bootstrap   listen/admin ports, the Alloy address (-> the local receiver), the token-file
+              directory; every substitution must match the expected number of times, so a
+              change to the production file that the rendering no longer covers fails loudly.
+  token file  the module path, the module's pinned sha256, and the plugin configuration
+              (the tests' own tokens); all Envoy settings stay as in production.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = ROOT / "envoy" / "envoy.yaml"
+TOKEN_FILE = ROOT / "envoy" / "otlp-gate.yaml"
+MODULE = ROOT / "target" / "wasm32-wasip1" / "release" / "otlp_gate.wasm"
+
+PROD_CONFIG_DIR = "/etc/otlp-gate/config"
+PROD_MODULE = "/etc/otlp-gate/wasm/otlp_gate.wasm"
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+STRUCT_TYPE = "type.googleapis.com/google.protobuf.Struct"
+
+
+@dataclass
+class Ports:
+    data: int
+    probe: int
+    admin: int
+    alloy_http: int
+    alloy_grpc: int
+
+
+def render_bootstrap(ports: Ports, config_dir: Path) -> str:
+    """envoy/envoy.yaml with loopback addresses and ports and a local token-file directory."""
+    # Whole-line comments go (they mention production paths); everything else is kept.
+    lines = BOOTSTRAP.read_text(encoding="utf-8").splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.lstrip().startswith("#"))
+    subs = [
+        # (production text, loopback text, expected occurrences)
+        ("{address: 0.0.0.0, port_value: 8080}", f"{{address: 127.0.0.1, port_value: {ports.data}}}", 1),
+        ("{address: 127.0.0.1, port_value: 8080}", f"{{address: 127.0.0.1, port_value: {ports.data}}}", 1),
+        ("{address: 0.0.0.0, port_value: 8081}", f"{{address: 127.0.0.1, port_value: {ports.probe}}}", 1),
+        ("{address: 127.0.0.1, port_value: 9901}", f"{{address: 127.0.0.1, port_value: {ports.admin}}}", 2),
+        ("{address: alloy.observability.svc.cluster.local, port_value: 4318}",
+         f"{{address: 127.0.0.1, port_value: {ports.alloy_http}}}", 1),
+        ("{address: alloy.observability.svc.cluster.local, port_value: 4317}",
+         f"{{address: 127.0.0.1, port_value: {ports.alloy_grpc}}}", 1),
+        (PROD_CONFIG_DIR, str(config_dir), 2),
+    ]
+    for old, new, count in subs:
+        found = text.count(old)
+        if found != count:
+            raise AssertionError(
+                f"render: expected {count} occurrence(s) of {old!r} in {BOOTSTRAP}, found {found}; "
+                "update tests/e2e/render.py with the production file"
+            )
+        text = text.replace(old, new)
+    for leftover in ("0.0.0.0", "svc.cluster.local", "/etc/"):
+        if leftover in text:
+            raise AssertionError(f"render: {leftover!r} left in the loopback bootstrap")
+    return text
+
+
+def production_token_doc() -> dict:
+    return yaml.safe_load(TOKEN_FILE.read_text(encoding="utf-8"))
+
+
+def plugin_config(doc: dict) -> dict:
+    """The PluginConfig (`typed_config.config`) of the one Wasm resource in an ECDS document."""
+    resources = doc.get("resources") or []
+    if len(resources) != 1 or resources[0].get("typed_config", {}).get("@type") != WASM_TYPE:
+        raise AssertionError("token file: expected exactly one Wasm resource")
+    return resources[0]["typed_config"]["config"]
+
+
+def module_pin(doc: dict) -> tuple[str, str]:
+    """(module path, pinned sha256) recorded in an ECDS document."""
+    vm = plugin_config(doc)["vm_config"]
+    pin = vm.get("configuration", {})
+    if pin.get("@type") != STRUCT_TYPE or "sha256" not in pin.get("value", {}):
+        raise AssertionError("token file: vm_config.configuration must be a Struct with the module sha256")
+    return vm["code"]["local"]["filename"], pin["value"]["sha256"]
+
+
+def verify_module_pin(doc: dict) -> str:
+    """Check that the module the document loads is the one it pins; returns the digest.
+
+    Envoy does not check a local module's digest, so every place that starts Envoy checks it."""
+    path, pinned = module_pin(doc)
+    data = Path(path).read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != pinned:
+        raise AssertionError(
+            f"module {path} has sha256 {actual}, the token file pins {pinned}: refusing to start Envoy"
+        )
+    return actual
+
+
+def token_doc(settings: dict, version: str, module: Path = MODULE) -> dict:
+    """The production ECDS document with our plugin configuration and the local module."""
+    doc = copy.deepcopy(production_token_doc())
+    doc["version_info"] = version
+    cfg = plugin_config(doc)
+    cfg["vm_config"]["code"]["local"]["filename"] = str(module)
+    cfg["vm_config"]["configuration"]["value"]["sha256"] = hashlib.sha256(module.read_bytes()).hexdigest()
+    cfg["configuration"] = {"@type": STRUCT_TYPE, "value": settings}
+    return doc
+
+
+def dump(doc: dict) -> str:
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def static_twin(bootstrap_text: str, doc: dict) -> str:
+    """The bootstrap with the ECDS filter inlined, for `envoy --mode validate` (which does not
+    read file-based xDS contents but does load the module and run on_configure)."""
+    boot = yaml.safe_load(bootstrap_text)
+    resource = doc["resources"][0]
+    replaced = 0
+    for listener in boot["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for hf in f.get("typed_config", {}).get("http_filters", []):
+                    if hf.get("name") == resource["name"] and "config_discovery" in hf:
+                        del hf["config_discovery"]
+                        hf["typed_config"] = resource["typed_config"]
+                        replaced += 1
+    if replaced != 1:
+        raise AssertionError(f"static twin: replaced {replaced} ECDS filters, expected 1")
+    return yaml.safe_dump(boot, sort_keys=False)
