@@ -48,8 +48,9 @@ e2e: build
 validate: build
     bash k8s/validate.sh
 
-# Everything CI runs
+# Everything CI runs (ends with the demo, run through once)
 test: build build-test-modules lint unit harness e2e validate
+    python tests/e2e/demo.py --once
 
 # Start receiver + Envoy + HAProxy, send telemetry with a good and a bad token (`--once` to exit)
 demo *args: build
