@@ -6,7 +6,9 @@ Subcommands (run from the repository root):
   pin WASM [--write]          check (or rewrite) the module sha256 pinned by every token file
   tokens FILE...              token-file rules: digests only, a tenant on every token, and the
                               same Envoy settings as envoy/otlp-gate.yaml
-  twin OUT [--broken]         write a static twin of envoy.yaml for `envoy --mode validate`
+  twin OUT [--broken] [--bootstrap FILE]
+                              write a static twin of envoy.yaml (or of FILE, e.g. the
+                              global-ratelimit variant) for `envoy --mode validate`
   rendered FILE CORE_OUT      structural checks on a rendered overlay; write it without the
                               cert-manager kinds for kubernetes-validate
 Every check prints PASS/FAIL lines and exits 1 on failure.
@@ -232,11 +234,11 @@ def replace_strings(node, mapping):
     return node
 
 
-def cmd_twin(out: Path, broken: bool) -> None:
+def cmd_twin(out: Path, broken: bool, bootstrap: Path | None = None) -> None:
     """envoy --mode validate checks static resources (and runs the wasm's on_configure) but never
     reads file-based ECDS: inline the token file's Wasm config in place of `config_discovery`,
     with pod paths pointed at the repository's files."""
-    boot = load_yaml(BUNDLE_GATEWAY / "envoy.yaml")
+    boot = load_yaml(bootstrap or BUNDLE_GATEWAY / "envoy.yaml")
     ecds = load_yaml(BUNDLE_GATEWAY / "otlp-gate.yaml")
     by_name = {r.get("name"): r.get("typed_config") for r in ecds.get("resources") or []}
     inlined = 0
@@ -478,7 +480,8 @@ def main(argv: list[str]) -> int:
     elif cmd == "tokens" and rest:
         cmd_tokens([Path(p) for p in rest])
     elif cmd == "twin" and rest:
-        cmd_twin(Path(rest[0]), "--broken" in rest)
+        boot = rest[rest.index("--bootstrap") + 1] if "--bootstrap" in rest[:-1] else None
+        cmd_twin(Path(rest[0]), "--broken" in rest, Path(boot) if boot else None)
     elif cmd == "rendered" and len(rest) == 2:
         cmd_rendered(Path(rest[0]), Path(rest[1]))
     else:
