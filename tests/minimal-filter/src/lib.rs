@@ -1,1 +1,71 @@
-//! minimal-filter (being written).
+//! minimal-filter: the baseline of `just bench` (variant d). It pays what every proxy-wasm
+//! filter built with the same SDK pays (a VM, a context per stream, one header read, an
+//! occasional local reply) and nothing more, so otlp-gate's cost can be stated as "over the
+//! bare cost of being a wasm filter".
+//!
+//! Plugin configuration (a `StringValue` or JSON text): `{"header": "authorization",
+//! "value": "Bearer <token>"}`. A request whose header equals `value` byte for byte is
+//! forwarded untouched; any other request gets a bare 401.
+
+use serde::Deserialize;
+
+/// The one comparison this filter makes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Header name (lower case, as Envoy hands headers to proxy-wasm).
+    pub header: String,
+    /// The exact value that lets a request through.
+    pub value: String,
+}
+
+impl Rule {
+    /// Parses the plugin configuration; a bad config is refused rather than failing open.
+    pub fn parse(raw: &[u8]) -> Result<Rule, String> {
+        let rule: Rule =
+            serde_json::from_slice(raw).map_err(|e| format!("minimal-filter: bad config: {e}"))?;
+        if rule.header.is_empty() || rule.header.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err("minimal-filter: `header` must be a non-empty lower-case name".into());
+        }
+        Ok(rule)
+    }
+
+    /// True when the request may pass.
+    pub fn allows(&self, presented: Option<&[u8]>) -> bool {
+        presented == Some(self.value.as_bytes())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod adapter;
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+
+    #[test]
+    fn parses_and_compares() {
+        let r = Rule::parse(br#"{"header":"authorization","value":"Bearer abc"}"#).unwrap();
+        assert!(r.allows(Some(b"Bearer abc")));
+        assert!(!r.allows(Some(b"Bearer abd")));
+        assert!(!r.allows(Some(b"bearer abc")));
+        assert!(!r.allows(None));
+    }
+
+    #[test]
+    fn refuses_bad_configs() {
+        for raw in [
+            &b"not json"[..],
+            br#"{"header":"authorization"}"#,
+            br#"{"header":"","value":"x"}"#,
+            br#"{"header":"Authorization","value":"x"}"#,
+            br#"{"header":"a","value":"x","extra":1}"#,
+        ] {
+            assert!(
+                Rule::parse(raw).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}
