@@ -265,6 +265,15 @@ class Envoy:
             time.sleep(0.1)
         raise SystemExit(f"envoy not ready after {deadline_s:.0f}s; log tail:\n{self.log_tail()}")
 
+    def outcomes(self) -> dict[str, int]:
+        """otlp-gate's own request counters by outcome (summed over signals and listeners)."""
+        out: dict[str, int] = {}
+        for line in self.admin("/stats?filter=otlp_gate_requests_total").splitlines():
+            m = re.search(r"outcome\.([a-z_]+): (\d+)$", line.strip())
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+        return out
+
     def log_tail(self, n: int = 30) -> str:
         try:
             lines = (self.s.work / "envoy.log").read_text(errors="replace").splitlines()
@@ -457,6 +466,11 @@ def check_run(v: Variant, proto: str, r: dict) -> str | None:
     bad = r["rejected"] if want_ok else r["ok"]
     if bad:
         return f"{bad} of {r['requests']} responses were {'rejections' if want_ok else '2xx'}"
+    want = {"e": {"accepted"}, "e-rl": {"accepted"}, "f": {"unknown"}, "f-th": {"unknown", "auth_throttled"}}.get(v.key)
+    if want and r.get("outcomes"):
+        other = {k: n for k, n in r["outcomes"].items() if k not in want}
+        if sum(other.values()) > 0.01 * r["requests"]:
+            return f"otlp-gate counted unexpected outcomes {other}"
     errs = {k: n for k, n in r["errors"].items() if n and not (k == "read" and not want_ok)}
     if errs:
         return f"load generator errors: {errs}"
@@ -574,6 +588,8 @@ def main() -> int:
         pairs = [(v, p) for v in selected for p in v.protocols]
 
         def one(v: Variant, proto: str, duration: int) -> dict:
+            gate = v.listener in ("e", "f", "erl")
+            o0 = envoy.outcomes() if gate else {}
             c0, t0 = envoy.cpu_seconds(), time.monotonic()
             if proto == "h1":
                 r = run_wrk(s, v, scripts, duration, a.wrk_connections, load_cpu)
@@ -582,6 +598,9 @@ def main() -> int:
             r["envoy_cpu_s"] = envoy.cpu_seconds() - c0
             r["wall_s"] = time.monotonic() - t0
             r["envoy_cpu_us_per_req"] = r["envoy_cpu_s"] * 1e6 / max(1, r["requests"])
+            if gate:
+                o1 = envoy.outcomes()
+                r["outcomes"] = {k: n - o0.get(k, 0) for k, n in o1.items() if n - o0.get(k, 0)}
             return r
 
         if a.warmup > 0:

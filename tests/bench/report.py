@@ -161,9 +161,15 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
         w("¹ On HTTP/1.1 an early local reply to a request whose body was not read makes Envoy close the "
           "connection, so these figures measure reconnects, not the filter; reject vs accept is compared on h2.")
         if "f-th" in raw["variants"]:
+            tot: dict[str, int] = {}
+            for r in raw["runs"]:
+                if r["variant"] == "f-th":
+                    for k, n in r.get("outcomes", {}).items():
+                        tot[k] = tot.get(k, 0) + n
+            share = ", ".join(f"{k} {100 * n / max(1, sum(tot.values())):.1f} %" for k, n in sorted(tot.items(), key=lambda x: -x[1]))
             w(f"(f-th) runs on the same listener as (e) with failed-auth throttling at its defaults; after 30 failures "
-              f"the client address gets 429 (checked after the run: {raw.get('f_th_status')}). (f) has "
-              "`failed_auth` disabled so every request takes the 401 path.")
+              f"the client address gets 429 for 5 minutes (otlp-gate's counters during the (f-th) runs: {share or 'n/a'}). "
+              "(f) has `failed_auth` disabled so every request takes the 401 path.")
         w("")
         w("| ratio (median req/s) | value | target | CPU/req ratio |")
         w("|---|---:|---:|---:|")

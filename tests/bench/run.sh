@@ -46,13 +46,15 @@ if [ "$mode" != envoy ]; then
         rm -rf "$out/criterion"
         timeout 1800 cargo bench -q -p otlp-gate-bench --bench gate
     fi
+    echo "bench: microbenchmarks done at $(( $(date +%s) - start )) s" >&2
 fi
 
 if [ "$mode" != micro ]; then
     echo "bench: Envoy macrobenchmark" >&2
     flags=()
     [ "$smoke" = 1 ] && flags+=(--smoke)
-    timeout 1200 "$py" tests/bench/envoy_bench.py --out "$out/envoy.json" "${flags[@]}" ${pass[@]+"${pass[@]}"}
+    timeout 1200 "$py" tests/bench/envoy_bench.py --out "$out/envoy.json" ${flags[@]+"${flags[@]}"} ${pass[@]+"${pass[@]}"}
+    echo "bench: Envoy macrobenchmark done at $(( $(date +%s) - start )) s" >&2
 fi
 
 publish=()
