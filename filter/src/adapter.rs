@@ -14,6 +14,7 @@ use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MetricTyp
 
 use crate::config::{self, Config};
 use crate::gate::{self, Decision, Env};
+use crate::headers;
 use crate::metrics::{self, Outcome};
 use crate::reply::{GrpcCode, Reply};
 use crate::route::Signal;
@@ -59,6 +60,34 @@ fn now_ns() -> i64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    /// ABI v0.2.1 (the SDK declares the same import; it only offers a copying wrapper).
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// The request headers as the host serialized them, in one buffer read in place by
+/// [`headers::parse`]: no allocation per header (the SDK's `get_http_request_headers_bytes` makes two
+/// per header, the largest cost of a request in wasm). Empty if the host has none to give.
+fn request_header_block() -> Vec<u8> {
+    const HTTP_REQUEST_HEADERS: u32 = 0;
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: both out-pointers are valid for writes for the duration of the call.
+    let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host allocated `size` bytes at `data` through the SDK's exported
+    // `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size`) and hands ownership over;
+    // the SDK's own wrapper takes it back the same way.
+    unsafe { Vec::from_raw_parts(data, size, size) }
 }
 
 /// Label combinations of the by-signal-and-outcome counters.
@@ -269,18 +298,23 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers_bytes();
+        let block = request_header_block();
+        // A buffer the host garbled reads as no headers: no credential, refused, never forwarded.
+        let headers = headers::parse(&block).unwrap_or_else(|| {
+            error!("otlp-gate: the host sent a malformed request header map");
+            Vec::new()
+        });
         let l = Rc::clone(&self.loaded);
         let decision = gate::decide(
             &l.config,
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+            headers.iter().copied(),
             now_ns(),
             l.generation,
             &mut Host { loaded: Some(&l) },
         );
         let declared_len = headers
             .iter()
-            .find(|(n, _)| n == "content-length")
+            .find(|(n, _)| *n == "content-length")
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
             .unwrap_or(0);
         count(&l, &decision, declared_len);

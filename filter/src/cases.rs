@@ -102,13 +102,10 @@ fn decide(
     now_ns: i64,
     env: &mut TestEnv,
 ) -> gate::Decision {
-    gate::decide(
-        cfg,
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
-        now_ns,
-        1,
-        env,
-    )
+    // Through the host's serialized form, as the adapter reads it.
+    let block = crate::headers::serialize(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    let pairs = crate::headers::parse(&block).expect("serialized headers parse");
+    gate::decide(cfg, pairs.iter().copied(), now_ns, 1, env)
 }
 
 /// Checks a decoded Status against `{"code", "message_contains", "retry_delay"}`.
@@ -195,8 +192,18 @@ fn behaviour_tables() {
             (Action::Forward(f), Some(want), None) => {
                 // Apply the decision the way the adapter does, then look at what upstream sees.
                 let mut up = headers.clone();
+                for n in &f.remove {
+                    assert!(
+                        headers.iter().any(|(h, _)| h == n),
+                        "{name}: removes {n}, which the request does not carry"
+                    );
+                }
                 up.retain(|(n, _)| !f.remove.contains(n));
-                up.extend(f.set.iter().cloned());
+                // A set replaces every value of its name (Envoy's setCopy).
+                for (n, v) in &f.set {
+                    up.retain(|(h, _)| h != n);
+                    up.push((n.clone(), v.clone()));
+                }
                 if let Some(p) = &f.path {
                     up.retain(|(n, _)| n != ":path");
                     up.push((":path".into(), p.clone()));

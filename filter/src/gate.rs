@@ -28,9 +28,9 @@ pub trait Env: SharedStore {
 pub struct Forward {
     /// New `:path`, or `None` to keep it (gRPC).
     pub path: Option<String>,
-    /// Every value of these headers is removed before `set` is applied.
+    /// Headers the request carries that must not reach the upstream (every value removed).
     pub remove: Vec<String>,
-    /// Headers set from the token (tenant, identity).
+    /// Headers set from the token (tenant, identity); each replaces every value of its name.
     pub set: Vec<(String, String)>,
 }
 
@@ -183,21 +183,30 @@ where
         };
 
     // Everything below either forwards (possibly under dry-run) or refuses with `refusal`.
+    // Forwarding sets the tenant and identity from the token (a set replaces every value the
+    // client sent) and removes the credential and any client-sent tenant/identity header that
+    // is not being set. Only headers the request carries are removed: each edit is a hostcall.
     let forward = |token: Option<&Token>| {
-        let mut remove = vec![
-            "authorization".to_owned(),
-            cfg.tenant_header.clone(),
-            cfg.identity_header.clone(),
-        ];
-        if let Some(k) = &cfg.api_key_header {
-            remove.push(k.clone());
-        }
         let mut set = Vec::with_capacity(2);
         if let Some(t) = token {
             if let Some(tenant) = &t.tenant {
                 set.push((cfg.tenant_header.clone(), tenant.clone()));
             }
             set.push((cfg.identity_header.clone(), t.id.clone()));
+        }
+        let strip = [
+            Some("authorization"),
+            cfg.api_key_header.as_deref(),
+            Some(cfg.tenant_header.as_str()),
+            Some(cfg.identity_header.as_str()),
+        ];
+        let mut remove: Vec<String> = Vec::new();
+        for name in strip.into_iter().flatten() {
+            let present = headers.clone().into_iter().any(|(n, _)| n == name);
+            let replaced = set.iter().any(|(n, _)| n == name);
+            if present && !replaced && !remove.iter().any(|r| r == name) {
+                remove.push(name.to_owned());
+            }
         }
         Action::Forward(Forward {
             path: upstream_path.clone(),

@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod config;
 pub mod credentials;
 pub mod gate;
+pub mod headers;
 pub mod metrics;
 pub mod rate;
 pub mod reply;

@@ -19,7 +19,7 @@ pub struct Conflict;
 pub const CAS_ATTEMPTS: usize = 8;
 
 /// Applies `update` to the current value (or `None`) and stores the result with CAS,
-/// retrying on conflicts. Returns the update's result, or `None` when every attempt conflicted
+/// retrying on conflicts; an unchanged value is not written back. Returns the update's result, or `None` when every attempt conflicted
 /// (the caller then decides without shared state — never by blocking).
 pub fn update<T>(
     store: &mut dyn SharedStore,
@@ -29,7 +29,9 @@ pub fn update<T>(
     for _ in 0..CAS_ATTEMPTS {
         let (current, cas) = store.get(key);
         let (next, result) = update(current.as_deref());
-        if store.set(key, &next, cas).is_ok() {
+        // Nothing changed (a client already cooling down, say): the read was the decision,
+        // and skipping the write saves a hostcall and a CAS round.
+        if current.as_deref() == Some(next.as_slice()) || store.set(key, &next, cas).is_ok() {
             return Some(result);
         }
     }
@@ -95,6 +97,29 @@ mod tests {
             "a key that is always contended gives up"
         );
         assert_eq!(incr(&mut s), Some(3), "no write happened while giving up");
+    }
+
+    #[test]
+    fn unchanged_values_are_not_written() {
+        let mut s = MemStore::default();
+        s.set("k", b"same", None).unwrap();
+        let (_, before) = s.get("k");
+        s.conflicts = CAS_ATTEMPTS;
+        let r = update(&mut s, "k", |cur| {
+            (cur.unwrap_or_default().to_vec(), "read")
+        });
+        assert_eq!(r, Some("read"), "no write, so no conflict to lose");
+        assert_eq!(s.conflicts, CAS_ATTEMPTS, "set was never called");
+        assert_eq!(s.get("k").1, before);
+        s.conflicts = 0;
+        let r = update(&mut s, "absent", |cur| {
+            (cur.unwrap_or_default().to_vec(), ())
+        });
+        assert_eq!(r, Some(()));
+        assert!(
+            s.get("absent").0.is_some(),
+            "an absent key is created even when empty"
+        );
     }
 
     #[test]

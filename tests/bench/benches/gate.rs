@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use criterion::{BenchmarkId, Criterion};
 use otlp_gate_bench::{
-    Path, Request, Scenario, counting_failed_auth, gate_config, load_module, minimal_config,
-    out_dir, prepare, wasm_path,
+    Path, Request, Scenario, counting_failed_auth, gate_config, load_module, load_module_unmetered,
+    minimal_config, out_dir, prepare, wasm_path,
 };
 use proxy_wasm_harness::Module;
 use serde_json::{Value, json};
@@ -70,35 +70,36 @@ fn must<T>(r: Result<T>) -> T {
     }
 }
 
-fn facts(gate: &Module, minimal: &Module) -> Result<Value> {
+/// Counts on the metered modules (`gate`, `minimal`); the one-shot load on `fast`.
+fn facts(gate: &Module, minimal: &Module, fast: &Module) -> Result<Value> {
     let size = |name: &str| {
         std::fs::metadata(wasm_path(name))
             .map(|m| m.len())
             .unwrap_or(0)
     };
     let mut hostcalls = serde_json::Map::new();
+    let mut fuel = serde_json::Map::new();
     for path in Path::ALL {
         let (mut sc, req) = prepare(gate, path, 1_000)?;
         hostcalls.insert(path.name().into(), json!(sc.hostcalls_per_request(&req)?));
+        fuel.insert(path.name().into(), json!(sc.fuel_per_request(&req)?));
     }
     let mut min = Scenario::new(minimal, minimal_config().as_bytes())?;
-    let min_accept = Request::new(Path::Accept);
-    let min_reject = Request::new(Path::Unknown);
-    hostcalls.insert(
-        "minimal_accept".into(),
-        json!(min.hostcalls_per_request(&min_accept)?),
-    );
-    hostcalls.insert(
-        "minimal_reject".into(),
-        json!(min.hostcalls_per_request(&min_reject)?),
-    );
+    for (name, path) in [
+        ("minimal_accept", Path::Accept),
+        ("minimal_reject", Path::Unknown),
+    ] {
+        let req = Request::new(path);
+        hostcalls.insert(name.into(), json!(min.hostcalls_per_request(&req)?));
+        fuel.insert(name.into(), json!(min.fuel_per_request(&req)?));
+    }
 
     // One-shot load of the big config (best of 3), next to criterion's estimate.
     let big = gate_config(BIG, counting_failed_auth());
     let mut best = Duration::MAX;
     let mut memory = 0;
     for _ in 0..3 {
-        let mut sc = Scenario::new(gate, gate_config(4, Value::Null).as_bytes())?;
+        let mut sc = Scenario::new(fast, gate_config(4, Value::Null).as_bytes())?;
         let t = Instant::now();
         if !sc.vm.configure(big.as_bytes())? {
             bail!("the 100,000-token configuration was refused");
@@ -109,15 +110,20 @@ fn facts(gate: &Module, minimal: &Module) -> Result<Value> {
     Ok(json!({
         "module_bytes": {"otlp_gate": size("otlp_gate"), "minimal_filter": size("minimal_filter")},
         "hostcalls_per_request_1000_tokens": hostcalls,
+        "fuel_per_request_1000_tokens": fuel,
         "load_100k": {"config_bytes": big.len(), "best_of_3_s": best.as_secs_f64(), "linear_memory_bytes": memory},
     }))
 }
 
 fn main() {
-    let gate = must(load_module("otlp_gate"));
-    let minimal = must(load_module("minimal_filter"));
-
-    let facts = must(facts(&gate, &minimal));
+    // Counting (hostcalls, fuel) on metered modules; timing on unmetered ones.
+    let gate = must(load_module_unmetered("otlp_gate"));
+    let minimal = must(load_module_unmetered("minimal_filter"));
+    let facts = must(facts(
+        &must(load_module("otlp_gate")),
+        &must(load_module("minimal_filter")),
+        &gate,
+    ));
     let dir = out_dir();
     let written = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join("facts.json"), facts.to_string()));

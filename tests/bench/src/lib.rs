@@ -49,14 +49,27 @@ pub fn out_dir() -> PathBuf {
 }
 
 pub fn load_module(name: &str) -> Result<Module> {
+    load(name, Module::from_bytes)
+}
+
+/// The module without fuel metering: what the timed benchmarks run (metering adds a counter
+/// update to every block and would inflate every figure).
+pub fn load_module_unmetered(name: &str) -> Result<Module> {
+    load(name, Module::from_bytes_unmetered)
+}
+
+fn load(name: &str, compile: fn(&[u8]) -> Result<Module>) -> Result<Module> {
     let path = wasm_path(name);
-    Module::from_file(&path).with_context(|| {
-        format!(
-            "cannot load {} (build it with `bash .ci/build-wasm.sh {}`)",
-            path.display(),
-            name.replace('_', "-")
-        )
-    })
+    std::fs::read(&path)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| compile(&b))
+        .with_context(|| {
+            format!(
+                "cannot load {} (build it with `bash .ci/build-wasm.sh {}`)",
+                path.display(),
+                name.replace('_', "-")
+            )
+        })
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -348,6 +361,17 @@ impl Scenario {
         self.vm.reset_hostcalls();
         self.run(req)?;
         Ok(self.vm.hostcalls())
+    }
+
+    /// Fuel (≈ wasm instructions) one request of this kind consumes once warm (the module
+    /// must be metered): deterministic, so it shows what a change saves on a noisy machine.
+    pub fn fuel_per_request(&mut self, req: &Request) -> Result<u64> {
+        for _ in 0..3 {
+            self.run(req)?;
+        }
+        self.vm.reset_fuel_consumed();
+        self.run(req)?;
+        Ok(self.vm.fuel_consumed())
     }
 }
 

@@ -45,6 +45,7 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
 pub struct Module {
     engine: Engine,
     pre: InstancePre<HostState>,
+    metered: bool,
 }
 
 impl Module {
@@ -58,8 +59,18 @@ impl Module {
 
     /// Compiles a module. Fails with the import's name if it needs a hostcall this host lacks.
     pub fn from_bytes(bytes: &[u8]) -> Result<Module> {
+        Module::compile(bytes, true)
+    }
+
+    /// Compiles a module without fuel metering, for benchmarks: callbacks run at full speed,
+    /// but a runaway loop hangs instead of trapping and [`Vm::fuel_consumed`] stays 0.
+    pub fn from_bytes_unmetered(bytes: &[u8]) -> Result<Module> {
+        Module::compile(bytes, false)
+    }
+
+    fn compile(bytes: &[u8], metered: bool) -> Result<Module> {
         let mut config = wasmtime::Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(metered);
         let engine = Engine::new(&config)?;
         let module = wasmtime::Module::new(&engine, bytes)?;
         let mut linker = Linker::new(&engine);
@@ -68,7 +79,11 @@ impl Module {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| anyhow!("module cannot be linked against this host: {e}"))?;
-        Ok(Module { engine, pre })
+        Ok(Module {
+            engine,
+            pre,
+            metered,
+        })
     }
 }
 
@@ -76,7 +91,7 @@ impl Module {
 /// VM (worker) created from it, as Envoy shares them per `vm_id`.
 #[derive(Clone)]
 pub struct World {
-    module: Arc<(Engine, InstancePre<HostState>)>,
+    module: Arc<(Engine, InstancePre<HostState>, bool)>,
     shared: Arc<Mutex<Shared>>,
     vm_id: String,
     plugin_name: String,
@@ -87,7 +102,7 @@ impl World {
     /// A world for `module`: clock at 2023-11-14T22:13:20Z, random seed 42, no shared data.
     pub fn new(module: &Module) -> World {
         World {
-            module: Arc::new((module.engine.clone(), module.pre.clone())),
+            module: Arc::new((module.engine.clone(), module.pre.clone(), module.metered)),
             shared: Arc::new(Mutex::new(Shared {
                 now_ns: 1_700_000_000_000_000_000,
                 random_state: 42,
@@ -234,6 +249,10 @@ pub struct Vm {
     callbacks: Callbacks,
     next_context: u32,
     fuel: u64,
+    metered: bool,
+    /// Fuel given to the current callback, and consumed by finished ones.
+    fuel_given: u64,
+    fuel_used: u64,
     started: bool,
     /// Set by the first failed callback: like Envoy, the VM is not called again.
     failed: Option<String>,
@@ -256,7 +275,7 @@ fn optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 
 impl Vm {
     fn new(world: &World) -> Result<Vm> {
-        let (engine, pre) = &*world.module;
+        let (engine, pre, metered) = &*world.module;
         let limits = StoreLimitsBuilder::new()
             .memory_size(world.memory_limit)
             .instances(1)
@@ -272,7 +291,9 @@ impl Vm {
             ),
         );
         store.limiter(|s| &mut s.limits);
-        store.set_fuel(DEFAULT_FUEL)?;
+        if *metered {
+            store.set_fuel(DEFAULT_FUEL)?;
+        }
         let instance = pre.instantiate(&mut store)?;
         let callbacks = Callbacks {
             context_create: instance
@@ -304,6 +325,9 @@ impl Vm {
             callbacks,
             next_context: 1,
             fuel: DEFAULT_FUEL,
+            metered: *metered,
+            fuel_given: DEFAULT_FUEL,
+            fuel_used: 0,
             started: false,
             failed: None,
             memory_limit: world.memory_limit,
@@ -350,7 +374,11 @@ impl Vm {
         if let Some(first) = &self.failed {
             bail!("the VM failed earlier and Envoy would not call it again ({first})");
         }
-        self.store.set_fuel(self.fuel)?;
+        if self.metered {
+            self.settle_fuel();
+            self.store.set_fuel(self.fuel)?;
+            self.fuel_given = self.fuel;
+        }
         self.store.data_mut().effective_context = context;
         Ok(())
     }
@@ -545,6 +573,26 @@ impl Vm {
     /// Restarts the hostcall count from zero.
     pub fn reset_hostcalls(&mut self) {
         self.store.data_mut().hostcalls = 0;
+    }
+
+    fn settle_fuel(&mut self) {
+        if let Ok(left) = self.store.get_fuel() {
+            self.fuel_used += self.fuel_given.saturating_sub(left);
+            self.fuel_given = left;
+        }
+    }
+
+    /// Fuel the module consumed since the last [`Vm::reset_fuel_consumed`]: roughly the wasm
+    /// instructions it executed, a deterministic measure of its work (0 when unmetered).
+    pub fn fuel_consumed(&mut self) -> u64 {
+        self.settle_fuel();
+        self.fuel_used
+    }
+
+    /// Restarts the fuel count from zero.
+    pub fn reset_fuel_consumed(&mut self) {
+        self.settle_fuel();
+        self.fuel_used = 0;
     }
 
     /// Current size of the module's linear memory, in bytes.

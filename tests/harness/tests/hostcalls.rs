@@ -602,6 +602,33 @@ fn hostcalls_are_counted_per_callback() {
 }
 
 #[test]
+fn fuel_consumed_measures_work_deterministically() {
+    let (_w, mut vm) = started();
+    let mut measure = |vm: &mut proxy_wasm_harness::Vm| {
+        vm.reset_fuel_consumed();
+        run(vm, "clock", &[]);
+        vm.fuel_consumed()
+    };
+    let first = measure(&mut vm); // includes one-time setup (allocator, tables)
+    let second = measure(&mut vm);
+    let third = measure(&mut vm);
+    assert!(second > 0 && first >= second, "{first} then {second}");
+    assert_eq!(second, third, "the same work costs the same fuel");
+    vm.reset_fuel_consumed();
+    assert_eq!(vm.fuel_consumed(), 0);
+
+    // Unmetered: the same scenario runs, and no fuel is counted.
+    let bytes = std::fs::read(support::HOSTCHECK).unwrap();
+    let unmetered = proxy_wasm_harness::Module::from_bytes_unmetered(&bytes).unwrap();
+    let world = World::new(&unmetered);
+    let mut vm = vm_with(&world, "");
+    let (action, headers) = run(&mut vm, "clock", &[]);
+    assert_eq!(action, Action::Continue);
+    assert!(!headers.is_empty());
+    assert_eq!(vm.fuel_consumed(), 0);
+}
+
+#[test]
 fn workers_interleave_under_test_control() {
     let world = World::new(module());
     let mut a = vm_with(&world, "");

@@ -1,0 +1,127 @@
+//! Reading a proxy-wasm serialized header map in place. The host hands every request header
+//! over in one buffer (`proxy_get_header_map_pairs`); the SDK would copy each name and value
+//! into its own `String`/`Vec` (two allocations per header); [`parse`] validates the buffer
+//! once and borrows from it.
+//!
+//! Layout (ABI v0.2.1): `u32` count, then `count` × (`u32` name length, `u32` value length),
+//! then each name and value followed by a NUL byte; all integers little-endian.
+
+/// One header: lower-case name, raw value. Repeated headers are separate entries.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
+fn u32_at(b: &[u8], at: usize) -> Option<usize> {
+    let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(bytes)).ok()
+}
+
+/// Reads a serialized map in one pass (lengths in bounds, NUL terminators, UTF-8 names) into
+/// borrowed pairs: one allocation for the list, none per header. `None` for a malformed
+/// buffer; an empty buffer is an empty map.
+pub fn parse(block: &[u8]) -> Option<Vec<Header<'_>>> {
+    if block.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = u32_at(block, 0)?;
+    let table_end = count.checked_mul(8)?.checked_add(4)?;
+    let lengths = block.get(4..table_end)?;
+    let data = block.get(table_end..)?;
+    let mut pairs = Vec::with_capacity(count);
+    let mut at = 0usize;
+    let mut field = |len: usize| -> Option<&[u8]> {
+        let end = at.checked_add(len)?;
+        let bytes = data.get(at..end)?;
+        if *data.get(end)? != 0 {
+            return None;
+        }
+        at = end + 1;
+        Some(bytes)
+    };
+    for entry in lengths.chunks_exact(8) {
+        let name = std::str::from_utf8(field(u32_at(entry, 0)?)?).ok()?;
+        let value = field(u32_at(entry, 4)?)?;
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+/// Serializes pairs the way the host does (for tests and the native CLI's tables).
+pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone) -> Vec<u8> {
+    let count = pairs.clone().into_iter().count();
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32::try_from(count).unwrap_or(u32::MAX).to_le_bytes());
+    for (n, v) in pairs.clone() {
+        out.extend_from_slice(&u32::try_from(n.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    for (n, v) in pairs {
+        out.extend_from_slice(n.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(block: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+        parse(block).map(|p| p.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect())
+    }
+
+    #[test]
+    fn round_trips_what_the_host_sends() {
+        let headers: Vec<(&str, &[u8])> = vec![
+            (":method", b"POST"),
+            (":path", b"/v1/logs"),
+            ("empty", b""),
+            ("authorization", b"Bearer x"),
+            ("authorization", b"\xff binary \x00 value"),
+        ];
+        let block = serialize(headers.iter().copied());
+        let got = pairs(&block);
+        let want: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        assert_eq!(got, Some(want));
+        assert_eq!(parse(&block).map(|p| p.len()), Some(5));
+    }
+
+    #[test]
+    fn malformed_buffers_are_refused() {
+        let good = serialize([("a", &b"1"[..]), ("bb", &b"22"[..])]);
+        assert_eq!(pairs(&[]), Some(vec![]), "empty buffer = no headers");
+        assert_eq!(pairs(&serialize(std::iter::empty())), Some(vec![]));
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated count", vec![1, 0]),
+            ("count beyond the table", {
+                let mut b = good.clone();
+                b[0] = 9;
+                b
+            }),
+            ("huge count", vec![0xff, 0xff, 0xff, 0xff]),
+            ("value length past the end", {
+                let mut b = good.clone();
+                b[8] = 200;
+                b
+            }),
+            ("missing NUL", {
+                let mut b = good.clone();
+                let i = b.len() - 1;
+                b[i] = b'x';
+                b
+            }),
+            ("cut short", good[..good.len() - 2].to_vec()),
+            ("non-UTF-8 name", {
+                let mut b = serialize([("ab", &b"v"[..])]);
+                b[4 + 8] = 0xff;
+                b
+            }),
+        ];
+        for (why, block) in cases {
+            assert!(parse(&block).is_none(), "{why}: accepted");
+        }
+    }
+}
