@@ -604,7 +604,7 @@ fn hostcalls_are_counted_per_callback() {
 #[test]
 fn fuel_consumed_measures_work_deterministically() {
     let (_w, mut vm) = started();
-    let mut measure = |vm: &mut proxy_wasm_harness::Vm| {
+    let measure = |vm: &mut proxy_wasm_harness::Vm| {
         vm.reset_fuel_consumed();
         run(vm, "clock", &[]);
         vm.fuel_consumed()
