@@ -158,6 +158,8 @@ pub struct HostState {
     /// Inside `_initialize`/`main`: Envoy allows only logging and WASI there.
     pub(crate) starting: bool,
     pub(crate) memory: Option<Memory>,
+    /// The guest allocator, looked up once (a lookup per copy costs more than the copy).
+    pub(crate) allocator: Option<wasmtime::TypedFunc<i32, i32>>,
 }
 
 impl HostState {
@@ -188,6 +190,7 @@ impl HostState {
             hostcalls: 0,
             starting: false,
             memory: None,
+            allocator: None,
         }
     }
 
@@ -282,12 +285,19 @@ fn write_u64(c: &mut C<'_>, ptr: i32, v: u64) -> Result<()> {
 fn copy_out(c: &mut C<'_>, data: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<()> {
     let mut p = 0u32;
     if !data.is_empty() {
-        let alloc = match c
-            .get_export("proxy_on_memory_allocate")
-            .or_else(|| c.get_export("malloc"))
-        {
-            Some(Extern::Func(f)) => f.typed::<i32, i32>(&*c)?,
-            _ => bail!("module exports neither proxy_on_memory_allocate nor malloc"),
+        let alloc = match c.data().allocator.clone() {
+            Some(f) => f,
+            None => {
+                let f = match c
+                    .get_export("proxy_on_memory_allocate")
+                    .or_else(|| c.get_export("malloc"))
+                {
+                    Some(Extern::Func(f)) => f.typed::<i32, i32>(&*c)?,
+                    _ => bail!("module exports neither proxy_on_memory_allocate nor malloc"),
+                };
+                c.data_mut().allocator = Some(f.clone());
+                f
+            }
         };
         p = alloc.call(&mut *c, data.len() as i32)? as u32;
         if p == 0 {
