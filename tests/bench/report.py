@@ -219,17 +219,23 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
         w(f"### Microbenchmarks: `otlp_gate.wasm` in the wasmtime harness ({micro['when']})\n")
         if micro["measured"]:
             w("Median time per request for one full stream (context create, request headers, body if forwarded, "
-              "log/done/delete) through the proxy-wasm ABI, criterion; the harness meters fuel, so these are upper bounds. "
+              "log/done/delete) through the proxy-wasm ABI, criterion, modules compiled without fuel metering. "
+              "\"wasm instructions\" is the fuel one warm request consumes on a metered copy (≈ wasm operators "
+              "executed, including the SDK's; deterministic, unlike the times). "
               "Failed-auth counting is on for the reject paths (limit raised so they stay 401).\n")
-            w("| path | 10 tokens | 1,000 tokens | 100,000 tokens | hostcalls |")
-            w("|---|---:|---:|---:|---:|")
+            w("| path | 10 tokens | 1,000 tokens | 100,000 tokens | hostcalls | wasm instructions |")
+            w("|---|---:|---:|---:|---:|---:|")
             hc = f["hostcalls_per_request_1000_tokens"]
+            fu = f.get("fuel_per_request_1000_tokens", {})
             for p in PATHS:
                 t = micro["times_ns"][p]
-                w(f"| {LABELS[p]} | {fmt_ns(t[10])} | {fmt_ns(t[1000])} | {fmt_ns(t[100000])} | {hc.get(p, '–')} |")
+                w(f"| {LABELS[p]} | {fmt_ns(t[10])} | {fmt_ns(t[1000])} | {fmt_ns(t[100000])} | {hc.get(p, '–')} "
+                  f"| {fu[p]:,} |" if p in fu else
+                  f"| {LABELS[p]} | {fmt_ns(t[10])} | {fmt_ns(t[1000])} | {fmt_ns(t[100000])} | {hc.get(p, '–')} | – |")
             mn = micro["minimal_ns"]
             w(f"| minimal filter (floor of this host + SDK): accept / reject | {fmt_ns(mn['minimal_accept'])} / "
-              f"{fmt_ns(mn['minimal_reject'])} | | | {hc.get('minimal_accept', '–')} / {hc.get('minimal_reject', '–')} |")
+              f"{fmt_ns(mn['minimal_reject'])} | | | {hc.get('minimal_accept', '–')} / {hc.get('minimal_reject', '–')} "
+              f"| {fu.get('minimal_accept', 0):,} / {fu.get('minimal_reject', 0):,} |")
             w("")
             nat = micro["native_ns"]
             if nat.get("accept") is not None:
@@ -239,8 +245,13 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
                   f"{(nat['parse_100000'] or 0) / 1e9:.3f} s.\n")
             acc = micro["times_ns"]["accept"]
             if acc[1000] is not None:
-                target("filter work per accepted request (wasmtime, 1,000 tokens)", fmt_ns(acc[1000]), "≤ 2 µs",
-                       acc[1000] <= 2000, f"minimal filter {fmt_ns(mn['minimal_accept'])}")
+                # The minimal filter's stream is what any proxy-wasm filter costs in this host (context,
+                # callbacks, the SDK's dispatch); the filter's own work is what otlp-gate adds to it.
+                work = acc[1000] - mn["minimal_accept"]
+                target("filter work per accepted request (wasmtime, 1,000 tokens, above the minimal filter)",
+                       fmt_ns(work), "≤ 2 µs", work <= 2000,
+                       f"whole stream {fmt_ns(acc[1000])}, minimal filter {fmt_ns(mn['minimal_accept'])}; "
+                       f"{fu.get('accept', 0) - fu.get('minimal_accept', 0):,} more wasm instructions")
             if acc[10] and acc[100000]:
                 r = acc[100000] / acc[10]
                 target("accept at 100,000 vs 10 tokens", f"{r:.3f}×", "≤ 1.1×", r <= 1.1)
