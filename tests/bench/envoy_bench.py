@@ -71,6 +71,7 @@ VARIANTS = [
     Variant("b", "RBAC exact header match", "b", "good", "2xx"),
     Variant("c", "api_key_auth, 1,000 keys", "c", "good", "2xx"),
     Variant("d", "minimal wasm filter", "d", "good", "2xx"),
+    Variant("d-edit", "minimal wasm filter + otlp-gate's 4 header edits", "dx", "good", "2xx"),
     Variant("e", "otlp-gate accepting, 1,000 tokens", "e", "good", "2xx"),
     Variant("f", "otlp-gate rejecting unknown token (401)", "f", "unknown", "4xx"),
     Variant("e-rl", "otlp-gate accepting, rate limit on", "erl", "good", "2xx"),
@@ -204,7 +205,12 @@ def build_bootstrap(s: Setup) -> Path:
         "a": render("a-none.yaml"),
         "b": render("b-rbac.yaml", AUTHORIZATION=f"Bearer {s.good}"),
         "c": render("c-api-key-auth.yaml", CREDENTIALS=keys),
-        "d": render("d-minimal-wasm.yaml", PLUGIN_CONFIG=minimal_cfg, WASM=str(s.minimal_wasm)),
+        "d": render("d-minimal-wasm.yaml", PLUGIN_CONFIG=minimal_cfg, WASM=str(s.minimal_wasm), VM_ID="minimal"),
+        # (d-edit): the same filter making the edits otlp-gate makes to an accepted request.
+        "dx": render("d-minimal-wasm.yaml", WASM=str(s.minimal_wasm), VM_ID="minimal-edit", PLUGIN_CONFIG=json.dumps({
+            "header": "authorization", "value": f"Bearer {s.good}",
+            "rewrite": {"path": "/v1/traces", "remove": ["authorization"],
+                        "set": [["x-scope-orgid", "bench"], ["x-otlp-token-id", "bench-0000"]]}})),
         "e": render("gate-ecds.yaml", ECDS_FILE=str(s.ecds_dir / "otlp-gate.yaml"), ECDS_DIR=str(s.ecds_dir)),
         "f": render(
             "gate-static.yaml",
@@ -334,6 +340,7 @@ def preflight(s: Setup, body: bytes) -> None:
         ("b", s.good, 200), ("b", None, 403), ("b", s.unknown, 403),
         ("c", s.good, 200), ("c", None, 401), ("c", s.unknown, 401),
         ("d", s.good, 200), ("d", None, 401), ("d", s.unknown, 401),
+        ("dx", s.good, 200), ("dx", None, 401),
         ("e", s.good, 200), ("e", None, 401),
         ("f", s.good, 200), ("f", s.unknown, 401),
         ("erl", s.good, 200), ("erl", s.unknown, 401),
@@ -563,7 +570,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="otlp-gate-bench-"))
     envoy = None
     try:
-        names = ["a", "b", "c", "d", "e", "f", "erl"]
+        names = ["a", "b", "c", "d", "dx", "e", "f", "erl"]
         ports = dict(zip(names, free_ports(len(names) + 1)))
         admin = free_ports(1)[0]
         body = otlp_body(512)

@@ -201,6 +201,18 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
                 if a is not None:
                     w(f"| over ({base}), {pn} | {a:.1f} µs | {(ce - cb):.1f} µs |" if ce and cb else f"| over ({base}), {pn} | {a:.1f} µs | – |")
         w("")
+        if "d-edit" in raw["variants"]:
+            # Where (e)'s extra cost over (d) goes: the header edits any gate must make, and the rest.
+            parts = []
+            for p, pn in (("h1", "HTTP/1.1"), ("h2", "h2")):
+                cd, cx, ce = (med.get(f"{k}/{p}", {}).get("cpu_us") for k in ("d", "d-edit", "e"))
+                if cd and cx and ce:
+                    parts.append(f"{pn}: (d) {cd:.1f} µs → (d-edit) {cx:.1f} µs (+{cx - cd:.1f} µs for the four header "
+                                 f"edits) → (e) {ce:.1f} µs (+{ce - cx:.1f} µs for reading every header, the SHA-256 "
+                                 f"lookup, the checks and two counters); (e)/(d-edit) req/s {(ratio(med, f'e/{p}', f'd-edit/{p}') or 0):.3f}")
+            if parts:
+                w("Decomposition by Envoy CPU/req, with (d-edit) = the minimal filter also making otlp-gate's edits "
+                  "(remove `authorization`, set tenant and identity headers, rewrite `:path`): " + "; ".join(parts) + ".\n")
         rl = raw.get("reload")
         if rl:
             w(f"Token reload (kubelet-style `..data` swap of the ECDS file, {rl['swaps']} swaps, time to the first "

@@ -57,6 +57,15 @@ impl HttpContext for Stream {
             rule.allows(presented.as_deref())
         });
         if allowed {
+            if let Some(w) = self.rule.as_ref().and_then(|r| r.rewrite.clone()) {
+                for name in &w.remove {
+                    self.set_http_request_header(name, None);
+                }
+                for (name, value) in &w.set {
+                    self.set_http_request_header(name, Some(value));
+                }
+                self.set_http_request_header(":path", Some(&w.path));
+            }
             Action::Continue
         } else {
             self.send_http_response(401, vec![], None);

@@ -5,7 +5,10 @@
 //!
 //! Plugin configuration (a `StringValue` or JSON text): `{"header": "authorization",
 //! "value": "Bearer <token>"}`. A request whose header equals `value` byte for byte is
-//! forwarded untouched; any other request gets a bare 401.
+//! forwarded untouched; any other request gets a bare 401. With an optional
+//! `"rewrite": {"path": "/v1/logs", "remove": ["authorization"], "set": [["x-scope-orgid", "t"]]}`
+//! a forwarded request also gets otlp-gate's header edits, so the Envoy benchmark can separate
+//! what the edits cost (variant d-edit) from what otlp-gate's decision costs.
 
 use serde::Deserialize;
 
@@ -17,6 +20,20 @@ pub struct Rule {
     pub header: String,
     /// The exact value that lets a request through.
     pub value: String,
+    /// Header edits applied to a request that passes.
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
+}
+
+/// The edits otlp-gate makes to an accepted OTLP/HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    pub path: String,
+    #[serde(default)]
+    pub remove: Vec<String>,
+    #[serde(default)]
+    pub set: Vec<(String, String)>,
 }
 
 impl Rule {
@@ -50,6 +67,16 @@ mod tests {
         assert!(!r.allows(Some(b"Bearer abd")));
         assert!(!r.allows(Some(b"bearer abc")));
         assert!(!r.allows(None));
+        assert_eq!(r.rewrite, None);
+        let r = Rule::parse(
+            br#"{"header":"authorization","value":"v","rewrite":{"path":"/v1/logs","remove":["authorization"],"set":[["x-scope-orgid","t"]]}}"#,
+        )
+        .unwrap();
+        let w = r.rewrite.unwrap();
+        assert_eq!(
+            (w.path.as_str(), w.remove.len(), w.set.len()),
+            ("/v1/logs", 1, 1)
+        );
     }
 
     #[test]
@@ -60,6 +87,7 @@ mod tests {
             br#"{"header":"","value":"x"}"#,
             br#"{"header":"Authorization","value":"x"}"#,
             br#"{"header":"a","value":"x","extra":1}"#,
+            br#"{"header":"a","value":"x","rewrite":{"remove":[]}}"#,
         ] {
             assert!(
                 Rule::parse(raw).is_err(),
