@@ -96,12 +96,12 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn decide(
-    cfg: &config::Config,
+fn decide<'c>(
+    cfg: &'c config::Config,
     headers: &[(String, String)],
     now_ns: i64,
     env: &mut TestEnv,
-) -> gate::Decision {
+) -> gate::Decision<'c> {
     // Through the host's serialized form, as the adapter reads it.
     let block = crate::headers::serialize(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     let pairs = crate::headers::parse(&block).expect("serialized headers parse");
@@ -198,11 +198,11 @@ fn behaviour_tables() {
                         "{name}: removes {n}, which the request does not carry"
                     );
                 }
-                up.retain(|(n, _)| !f.remove.contains(n));
+                up.retain(|(n, _)| !f.remove.contains(&n.as_str()));
                 // A set replaces every value of its name (Envoy's setCopy).
                 for (n, v) in &f.set {
                     up.retain(|(h, _)| h != n);
-                    up.push((n.clone(), v.clone()));
+                    up.push((n.to_string(), v.to_string()));
                 }
                 if let Some(p) = &f.path {
                     up.retain(|(n, _)| n != ":path");

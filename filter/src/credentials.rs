@@ -6,6 +6,8 @@
 //!
 //! Error messages describe the problem and never contain the presented value.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 
 /// Tokens longer than this are refused before hashing, so hostile headers cost little.
@@ -21,18 +23,18 @@ pub struct Sources<'a> {
 
 /// Result of looking for a credential.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Presented {
+pub enum Presented<'h> {
     /// No credential at all (401 without an error code).
     Missing,
-    /// The token bytes to look up.
-    Token(Vec<u8>),
+    /// The token bytes to look up (borrowed from the header unless Basic had to decode it).
+    Token(Cow<'h, [u8]>),
     /// Something was sent but cannot be a single valid credential (400 `invalid_request`).
     Malformed(&'static str),
 }
 
 /// Extracts the credential from request headers (names are lower-case, as Envoy keeps them;
 /// every value of a repeated header is a separate entry).
-pub fn extract<'h, I>(headers: I, sources: Sources<'_>) -> Presented
+pub fn extract<'h, I>(headers: I, sources: Sources<'_>) -> Presented<'h>
 where
     I: IntoIterator<Item = (&'h str, &'h [u8])>,
 {
@@ -57,7 +59,7 @@ where
     }
 }
 
-fn from_authorization(value: &[u8], accept_basic: bool) -> Presented {
+fn from_authorization(value: &[u8], accept_basic: bool) -> Presented<'_> {
     let value = value.trim_ascii();
     if value.is_empty() {
         return Presented::Malformed("empty Authorization header");
@@ -80,7 +82,7 @@ fn from_authorization(value: &[u8], accept_basic: bool) -> Presented {
                 "Bearer token is not a valid b64token (RFC 6750 section 2.1)",
             );
         }
-        Presented::Token(param.to_vec())
+        Presented::Token(Cow::Borrowed(param))
     } else if scheme.eq_ignore_ascii_case(b"basic") {
         if !accept_basic {
             return Presented::Malformed("Basic authorization is not accepted here; use Bearer");
@@ -98,13 +100,17 @@ fn from_authorization(value: &[u8], accept_basic: bool) -> Presented {
         let Some(colon) = decoded.iter().position(|&b| b == b':') else {
             return Presented::Malformed("Basic credentials must be user:token");
         };
-        raw_token(&decoded[colon + 1..], "Basic password")
+        match raw_token(&decoded[colon + 1..], "Basic password") {
+            Presented::Token(t) => Presented::Token(Cow::Owned(t.into_owned())),
+            Presented::Missing => Presented::Missing,
+            Presented::Malformed(why) => Presented::Malformed(why),
+        }
     } else {
         Presented::Malformed("unsupported Authorization scheme; use Bearer")
     }
 }
 
-fn raw_token(token: &[u8], place: &'static str) -> Presented {
+fn raw_token<'a>(token: &'a [u8], place: &'static str) -> Presented<'a> {
     if token.is_empty() {
         return Presented::Malformed(match place {
             "Basic password" => "empty token in Basic password",
@@ -123,7 +129,7 @@ fn raw_token(token: &[u8], place: &'static str) -> Presented {
             _ => "API-key header contains spaces, commas or control characters",
         });
     }
-    Presented::Token(token.to_vec())
+    Presented::Token(Cow::Borrowed(token))
 }
 
 /// RFC 6750 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -143,7 +149,7 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(s)
     }
 
-    fn run(headers: &[(&str, &str)], basic: bool, key: Option<&str>) -> Presented {
+    fn run<'a>(headers: &'a [(&'a str, &'a str)], basic: bool, key: Option<&str>) -> Presented<'a> {
         extract(
             headers.iter().map(|(n, v)| (*n, v.as_bytes())),
             Sources {
@@ -155,12 +161,17 @@ mod tests {
 
     #[test]
     fn extraction_table() {
-        let tok = |s: &str| Presented::Token(s.as_bytes().to_vec());
+        let tok = |s: &str| Presented::Token(Cow::Owned(s.as_bytes().to_vec()));
         let bad = Presented::Malformed;
         let basic_ok = format!("Basic {}", b64("12345:tok-abcdefghijklmnop"));
         let basic_no_colon = format!("Basic {}", b64("tok-abcdefghijklmnop"));
         let basic_empty = format!("Basic {}", b64("user:"));
-        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, Option<&'a str>, Presented);
+        type Case<'a> = (
+            Vec<(&'a str, &'a str)>,
+            bool,
+            Option<&'a str>,
+            Presented<'static>,
+        );
         let cases: Vec<Case> = vec![
             (vec![], true, None, Presented::Missing),
             (

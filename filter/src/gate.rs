@@ -25,25 +25,26 @@ pub trait Env: SharedStore {
 
 /// Header changes for a forwarded request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Forward {
+pub struct Forward<'c> {
     /// New `:path`, or `None` to keep it (gRPC).
     pub path: Option<String>,
     /// Headers the request carries that must not reach the upstream (every value removed).
-    pub remove: Vec<String>,
+    pub remove: Vec<&'c str>,
     /// Headers set from the token (tenant, identity); each replaces every value of its name.
-    pub set: Vec<(String, String)>,
+    /// Borrowed from the configuration: nothing is copied per request.
+    pub set: Vec<(&'c str, &'c str)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    Forward(Forward),
+pub enum Action<'c> {
+    Forward(Forward<'c>),
     Reply(Reply),
 }
 
 /// What to do with a request and how to count it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub action: Action,
+pub struct Decision<'c> {
+    pub action: Action<'c>,
     /// `None` for requests that are not counted (healthz). `DryRun` when a rejection was
     /// forwarded because of dry-run mode; `would_be` then says what it would have been.
     pub outcome: Option<Outcome>,
@@ -95,13 +96,13 @@ pub fn slot_key(index: u32) -> String {
 
 /// Decides what happens to a request. `headers` are the request headers as Envoy holds them
 /// (lower-case names, pseudo-headers included, one entry per value).
-pub fn decide<'h, H>(
-    cfg: &Config,
+pub fn decide<'c, 'h, H>(
+    cfg: &'c Config,
     headers: H,
     now_ns: i64,
     generation: u64,
     env: &mut dyn Env,
-) -> Decision
+) -> Decision<'c>
 where
     H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
 {
@@ -186,13 +187,13 @@ where
     // Forwarding sets the tenant and identity from the token (a set replaces every value the
     // client sent) and removes the credential and any client-sent tenant/identity header that
     // is not being set. Only headers the request carries are removed: each edit is a hostcall.
-    let forward = |token: Option<&Token>| {
-        let mut set = Vec::with_capacity(2);
+    let forward = |token: Option<&'c Token>| {
+        let mut set: Vec<(&'c str, &'c str)> = Vec::with_capacity(2);
         if let Some(t) = token {
             if let Some(tenant) = &t.tenant {
-                set.push((cfg.tenant_header.clone(), tenant.clone()));
+                set.push((&cfg.tenant_header, tenant));
             }
-            set.push((cfg.identity_header.clone(), t.id.clone()));
+            set.push((&cfg.identity_header, &t.id));
         }
         let strip = [
             Some("authorization"),
@@ -200,12 +201,12 @@ where
             Some(cfg.tenant_header.as_str()),
             Some(cfg.identity_header.as_str()),
         ];
-        let mut remove: Vec<String> = Vec::new();
+        let mut remove: Vec<&'c str> = Vec::new();
         for name in strip.into_iter().flatten() {
             let present = headers.clone().into_iter().any(|(n, _)| n == name);
-            let replaced = set.iter().any(|(n, _)| n == name);
-            if present && !replaced && !remove.iter().any(|r| r == name) {
-                remove.push(name.to_owned());
+            let replaced = set.iter().any(|(n, _)| *n == name);
+            if present && !replaced && !remove.contains(&name) {
+                remove.push(name);
             }
         }
         Action::Forward(Forward {
