@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use hashbrown::{HashMap, HashSet};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -116,8 +115,9 @@ struct Loaded {
     requests: ByOutcome,
     dry_run: ByOutcome,
     conflicts: Option<u32>,
-    /// Per-token counters, defined on first use: (token index, which) → id.
-    per_token: RefCell<HashMap<(usize, u8), Option<u32>>>,
+    /// Per-token counters by token index, each defined on first use (`None` = not yet,
+    /// `Some(None)` = Envoy refused it). A plain table: no hashing per request.
+    per_token: RefCell<Vec<[Option<Option<u32>>; 4]>>,
 }
 
 const TOKEN_REQUESTS: u8 = 0;
@@ -127,20 +127,18 @@ const TOKEN_BYTES: u8 = 3;
 
 impl Loaded {
     fn token_counter(&self, token: usize, which: u8) -> Option<u32> {
-        *self
-            .per_token
-            .borrow_mut()
-            .entry((token, which))
-            .or_insert_with(|| {
-                let id = &self.config.tokens.get(token)?.id;
-                let name = match which {
-                    TOKEN_REQUESTS => metrics::token_requests_total(id),
-                    TOKEN_THROTTLED => metrics::token_throttled_total(id),
-                    TOKEN_THROTTLED_BYTES => metrics::token_throttled_bytes_total(id),
-                    _ => metrics::token_bytes_total(id),
-                };
-                metric(MetricType::Counter, &name)
-            })
+        let mut table = self.per_token.borrow_mut();
+        let slot = table.get_mut(token)?.get_mut(usize::from(which))?;
+        *slot.get_or_insert_with(|| {
+            let id = &self.config.tokens.get(token)?.id;
+            let name = match which {
+                TOKEN_REQUESTS => metrics::token_requests_total(id),
+                TOKEN_THROTTLED => metrics::token_throttled_total(id),
+                TOKEN_THROTTLED_BYTES => metrics::token_throttled_bytes_total(id),
+                _ => metrics::token_bytes_total(id),
+            };
+            metric(MetricType::Counter, &name)
+        })
     }
 }
 
@@ -203,8 +201,7 @@ impl RootContext for Root {
         }
         EXPIRY_GAUGES.with(|ids| {
             let mut ids = ids.borrow_mut();
-            let current: HashSet<&str> = config.tokens.iter().map(|t| t.id.as_str()).collect();
-            for gone in ids.iter().filter(|id| !current.contains(id.as_str())) {
+            for gone in ids.iter().filter(|id| !config.has_id(id)) {
                 gauge(&metrics::token_expiry(gone), 0);
             }
             *ids = config.tokens.iter().map(|t| t.id.clone()).collect();
@@ -218,13 +215,14 @@ impl RootContext for Root {
             config.tokens.len(),
             config.sha256_hex
         );
+        let per_token = vec![[None; 4]; config.tokens.len()];
         self.loaded = Some(Rc::new(Loaded {
             config,
             generation,
             requests: define_by_outcome(metrics::requests_total),
             dry_run: define_by_outcome(metrics::dry_run_total),
             conflicts: metric(MetricType::Counter, metrics::SHARED_DATA_CONFLICTS),
-            per_token: RefCell::new(HashMap::new()),
+            per_token: RefCell::new(per_token),
         }));
         self.set_tick_period(EXPIRY_WARNING_PERIOD);
         true

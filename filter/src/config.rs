@@ -85,6 +85,9 @@ pub struct Config {
     /// `otlp-gate check`, safe to publish (tokens are digests or absent).
     pub sha256_hex: String,
     by_digest: HashMap<[u8; 32], usize>,
+    by_id: HashMap<String, usize>,
+    /// Prebuilt replies for missing and unknown credentials (in this realm).
+    pub canned: crate::reply::Canned,
 }
 
 impl Config {
@@ -94,6 +97,11 @@ impl Config {
         let index = *self.by_digest.get(digest)?;
         let token = self.tokens.get(index)?;
         ct_eq(&token.digest, digest).then_some((index, token))
+    }
+
+    /// Whether a token with this id is configured.
+    pub fn has_id(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
     }
 
     /// Warnings worth a log line at every load (never containing secrets).
@@ -653,10 +661,12 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
 
     let mut tokens = Vec::new();
     let mut by_digest: HashMap<[u8; 32], usize> = HashMap::new();
+    // Token id → entry index (duplicate ids are refused; the map stays for `has_id`).
+    let mut ids: HashMap<String, usize> = HashMap::new();
     match top.get("tokens") {
         None => errs.add("tokens", "is required (a list of token entries)"),
         Some(Value::Array(list)) => {
-            let mut ids: HashMap<String, usize> = HashMap::with_capacity(list.len());
+            ids.reserve(list.len());
             by_digest.reserve(list.len());
             tokens.reserve(list.len());
             for (i, entry) in list.iter().enumerate() {
@@ -697,7 +707,6 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         identity_header,
         accept_basic,
         api_key_header,
-        realm,
         tokens,
         dry_run,
         failed_auth,
@@ -705,6 +714,9 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         warn_before_secs,
         sha256_hex: hex(&digest(canonical.as_bytes())),
         by_digest,
+        by_id: ids,
+        canned: crate::reply::Canned::new(&realm),
+        realm,
     })
 }
 

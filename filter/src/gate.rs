@@ -3,6 +3,7 @@
 //! headers in, applies the result and counts it; natively `Env` is a fake, so all of this is
 //! table-tested without wasm.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::cidr;
@@ -38,7 +39,8 @@ pub struct Forward<'c> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<'c> {
     Forward(Forward<'c>),
-    Reply(Reply),
+    /// Borrowed when the configuration holds it prebuilt (`reply::Canned`).
+    Reply(Cow<'c, Reply>),
 }
 
 /// What to do with a request and how to count it.
@@ -124,7 +126,10 @@ where
                  signal: Option<Signal>,
                  token: Option<usize>,
                  reason| Decision {
-        action: Action::Reply(refusal.reply(encoding, &cfg.realm)),
+        action: Action::Reply(match cfg.canned.get(refusal, encoding) {
+            Some(r) => Cow::Borrowed(r),
+            None => Cow::Owned(refusal.reply(encoding, &cfg.realm)),
+        }),
         outcome: Some(outcome),
         would_be: None,
         signal,
@@ -151,11 +156,11 @@ where
             Route::Grpc { signal } => (signal, None),
             Route::Healthz => {
                 return Decision {
-                    action: Action::Reply(reply::healthz(
+                    action: Action::Reply(Cow::Owned(reply::healthz(
                         generation,
                         &cfg.sha256_hex,
                         cfg.tokens.len(),
-                    )),
+                    ))),
                     outcome: None,
                     would_be: None,
                     signal: None,

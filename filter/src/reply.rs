@@ -220,6 +220,35 @@ impl Refusal {
     }
 }
 
+/// The replies to a missing or unknown credential in each encoding, built once per
+/// configuration: they are the ones a misconfigured or hostile client triggers on every
+/// request, and building one costs more than the rest of the decision.
+#[derive(Clone, Debug)]
+pub struct Canned(Vec<Reply>);
+
+/// The refusals `Canned` holds, in order.
+const CANNED: [Refusal; 2] = [Refusal::Missing, Refusal::InvalidToken("unknown token")];
+const ENCODINGS: [Encoding; 3] = [Encoding::Grpc, Encoding::Protobuf, Encoding::Json];
+
+impl Canned {
+    pub fn new(realm: &str) -> Canned {
+        let mut replies = Vec::with_capacity(CANNED.len() * ENCODINGS.len());
+        for r in CANNED {
+            for e in ENCODINGS {
+                replies.push(r.reply(e, realm));
+            }
+        }
+        Canned(replies)
+    }
+
+    /// The prebuilt reply for `refusal` in `encoding`, if it is one of the canned ones.
+    pub fn get(&self, refusal: Refusal, encoding: Encoding) -> Option<&Reply> {
+        let r = CANNED.iter().position(|c| *c == refusal)?;
+        let e = ENCODINGS.iter().position(|c| *c == encoding)?;
+        self.0.get(r * ENCODINGS.len() + e)
+    }
+}
+
 /// The proto3 JSON form of a Status: `{"code":16,"message":"…"}`, with RetryInfo as
 /// `{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "5s"}`.
 fn json_status(s: &RpcStatus, retry: Option<u64>) -> Vec<u8> {
@@ -253,6 +282,18 @@ pub fn healthz(generation: u64, config_sha256: &str, tokens: usize) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canned_replies_are_the_built_ones() {
+        let canned = Canned::new("otlp");
+        for e in ENCODINGS {
+            for r in CANNED {
+                assert_eq!(canned.get(r, e), Some(&r.reply(e, "otlp")));
+            }
+            assert_eq!(canned.get(Refusal::InvalidToken("token expired"), e), None);
+            assert_eq!(canned.get(Refusal::RateLimited { retry_after: 1 }, e), None);
+        }
+    }
 
     fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
         r.headers
