@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from bundle import ROOT, report
+import bundle
 SOURCE = ROOT / "envoy/envoy.yaml"
 COMPONENT = ROOT / "k8s/components/global-ratelimit"
 VARIANT = COMPONENT / "envoy-ratelimit.yaml"
@@ -157,16 +158,6 @@ def generate(source_text: str) -> str:
     return HEADER + body
 
 
-failures = 0
-
-
-def report(ok: bool, what: str) -> None:
-    global failures
-    print(f"{'PASS' if ok else 'FAIL'} {what}")
-    if not ok:
-        failures += 1
-
-
 def check_rendered(path: Path) -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
     name = path.stem
@@ -215,13 +206,13 @@ def check_rendered(path: Path) -> None:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--rendered"] and len(argv) == 2:
         check_rendered(Path(argv[1]))
-        return 1 if failures else 0
+        return 1 if bundle.failures else 0
     text = generate(SOURCE.read_text(encoding="utf-8"))
     if argv == ["--check"]:
         same = VARIANT.exists() and VARIANT.read_text(encoding="utf-8") == text
         report(same, f"copy: {VARIANT.relative_to(ROOT)} {'is' if same else 'is NOT'} generated from the "
                "current envoy/envoy.yaml" + ("" if same else " (run `bash k8s/sync.sh`)"))
-        return 1 if failures else 0
+        return 1 if bundle.failures else 0
     if argv:
         print(__doc__)
         return 2

@@ -89,6 +89,18 @@ else
     tail -n 20 "$work/build"
 fi
 
+# schemas_check NAME FILE: strict schema validation against the oldest and newest supported
+# Kubernetes versions.
+schemas_check() {
+    local name=$1 file=$2 version
+    if need kubernetes-validate; then
+        for version in 1.28.0 1.37.0; do
+            run "kubernetes-validate --strict -k $version: $name" \
+                kubernetes-validate --strict --quiet -k "$version" "$file"
+        done
+    fi
+}
+
 # checkov_check NAME RENDERED: checkov on a rendered overlay; every skip needs a written reason.
 checkov_check() {
     local name=$1 rendered=$2 rc summary
@@ -146,12 +158,7 @@ for overlay in k8s/overlays/*/; do
     fi
     pass "kubectl kustomize $overlay ($(grep -c '^kind: ' "$rendered") objects)"
     py rendered "$rendered" "$work/$name-core.yaml"
-    if need kubernetes-validate; then
-        for version in 1.28.0 1.37.0; do
-            run "kubernetes-validate --strict -k $version: $name" \
-                kubernetes-validate --strict --quiet -k "$version" "$work/$name-core.yaml"
-        done
-    fi
+    schemas_check "$name" "$work/$name-core.yaml"
     checkov_check "$name" "$rendered"
 done
 
@@ -176,12 +183,7 @@ if kubectl kustomize "$work/rl" >"$rendered" 2>"$work/kustomize.err"; then
     cat "$work/py"
     passed=$((passed + $(grep -c '^PASS ' "$work/py")))
     failed=$((failed + $(grep -c '^FAIL ' "$work/py")))
-    if need kubernetes-validate; then
-        for version in 1.28.0 1.37.0; do
-            run "kubernetes-validate --strict -k $version: production + global-ratelimit" \
-                kubernetes-validate --strict --quiet -k "$version" "$rendered"
-        done
-    fi
+    schemas_check "production + global-ratelimit" "$rendered"
     checkov_check "production + global-ratelimit" "$rendered"
 else
     fail "kubectl kustomize production + components/global-ratelimit"

@@ -44,7 +44,8 @@ pub fn parse(block: &[u8]) -> Option<Vec<Header<'_>>> {
     Some(pairs)
 }
 
-/// Serializes pairs the way the host does (for tests and the native CLI's tables).
+/// Serializes pairs the way the host does (for the native case tables).
+#[cfg(test)]
 pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone) -> Vec<u8> {
     let count = pairs.clone().into_iter().count();
     let mut out = Vec::new();
