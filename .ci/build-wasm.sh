@@ -36,7 +36,7 @@ for p in "${pkgs[@]}"; do
     [ -f "$f" ] || { echo "build-wasm: $f was not produced" >&2; exit 1; }
     if command -v wasm-opt >/dev/null 2>&1; then
         # Rust's default wasm features must be enabled explicitly for binaryen 108.
-        wasm-opt -Oz --strip-debug \
+        wasm-opt -Oz --converge --strip-debug --strip-producers \
             --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
             --enable-mutable-globals --enable-reference-types --enable-multivalue \
             -o "$f.opt" "$f"

@@ -163,11 +163,15 @@ impl RootContext for Root {
                     MetricType::Counter,
                     metrics::config_loads_total(false),
                 ));
-                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                let mut list = String::new();
+                for (i, e) in errors.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    list.push_str(sep);
+                    list.push_str(&e.to_string());
+                }
                 error!(
-                    "otlp-gate: configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {}",
-                    list.len(),
-                    list.join("; ")
+                    "otlp-gate: configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {list}",
+                    errors.len()
                 );
                 return false;
             }
@@ -310,12 +314,7 @@ impl HttpContext for Stream {
             l.generation,
             &mut Host { loaded: Some(&l) },
         );
-        let declared_len = headers
-            .iter()
-            .find(|(n, _)| *n == "content-length")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
-            .unwrap_or(0);
-        count(&l, &decision, declared_len);
+        count(&l, &decision, &headers);
         let token_id = decision
             .token
             .and_then(|i| l.config.tokens.get(i))
@@ -385,7 +384,7 @@ impl HttpContext for Stream {
     }
 }
 
-fn count(l: &Loaded, d: &Decision, declared_len: i64) {
+fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
     let Some(outcome) = d.outcome else { return };
     let si = metrics::signal_index(d.signal);
     bump(l.requests[si][outcome.index()]);
@@ -398,6 +397,12 @@ fn count(l: &Loaded, d: &Decision, declared_len: i64) {
     }
     if outcome == Outcome::RateLimited || d.would_be == Some(Outcome::RateLimited) {
         bump(l.token_counter(token, TOKEN_THROTTLED));
+        // Throttled bytes are what the client declared (the body is never read).
+        let declared_len = headers
+            .iter()
+            .find(|(n, _)| *n == "content-length")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         bump_by(
             l.token_counter(token, TOKEN_THROTTLED_BYTES),
             declared_len.max(0),

@@ -206,7 +206,7 @@ fn behaviour_tables() {
                 }
                 if let Some(p) = &f.path {
                     up.retain(|(n, _)| n != ":path");
-                    up.push((":path".into(), p.clone()));
+                    up.push((":path".into(), p.to_string()));
                 }
                 assert_eq!(
                     header(&up, ":path"),

@@ -88,6 +88,8 @@ pub struct Config {
     by_id: HashMap<String, usize>,
     /// Prebuilt replies for missing and unknown credentials (in this realm).
     pub canned: crate::reply::Canned,
+    /// Tokens already found by digest, by their presented bytes (see `recent.rs`).
+    recent: crate::recent::Recent,
 }
 
 impl Config {
@@ -97,6 +99,17 @@ impl Config {
         let index = *self.by_digest.get(digest)?;
         let token = self.tokens.get(index)?;
         ct_eq(&token.digest, digest).then_some((index, token))
+    }
+
+    /// The configured token a client presented: remembered tokens without hashing, others by
+    /// their SHA-256 digest (and then remembered).
+    pub fn lookup(&self, presented: &[u8]) -> Option<(usize, &Token)> {
+        if let Some(index) = self.recent.get(presented) {
+            return self.tokens.get(index).map(|t| (index, t));
+        }
+        let found = self.find(&digest(presented))?;
+        self.recent.insert(presented, found.0);
+        Some(found)
     }
 
     /// Whether a token with this id is configured.
@@ -581,8 +594,11 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
     if !path_prefix.is_empty()
         && (!path_prefix.starts_with('/')
             || path_prefix.ends_with('/')
-            || path_prefix.contains("//")
-            || path_prefix.split('/').any(|seg| seg == "." || seg == "..")
+            // After the leading `/` (and with no trailing one), an empty segment is a `//`.
+            || path_prefix
+                .split('/')
+                .skip(1)
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
             || !path_prefix.bytes().all(|c| {
                 c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'_' | b'.' | b'~')
             }))
@@ -717,6 +733,7 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         by_id: ids,
         canned: crate::reply::Canned::new(&realm),
         realm,
+        recent: crate::recent::Recent::default(),
     })
 }
 
@@ -914,6 +931,20 @@ mod tests {
             Some("p")
         );
         assert!(c.find(&digest(b"plaintext-token-0002")).is_none());
+        // The same answers through the remembering lookup, twice (second time from memory).
+        for _ in 0..2 {
+            assert_eq!(
+                c.lookup(b"plaintext-token-0001")
+                    .map(|(i, t)| (i, t.id.as_str())),
+                Some((0, "p"))
+            );
+            assert!(c.lookup(b"plaintext-token-0002").is_none());
+        }
+        assert_eq!(
+            c.recent.len(),
+            1,
+            "only the token that was found is remembered"
+        );
         assert_eq!(c.warnings().len(), 1);
         assert!(!c.warnings()[0].contains("plaintext-token-0001"));
     }
@@ -1027,6 +1058,14 @@ mod tests {
             ),
             (
                 json!({"tokens": [], "path_prefix": "/a/../b"}),
+                &["path_prefix: must be empty or start"],
+            ),
+            (
+                json!({"tokens": [], "path_prefix": "/a//b"}),
+                &["path_prefix: must be empty or start"],
+            ),
+            (
+                json!({"tokens": [], "path_prefix": "//a"}),
                 &["path_prefix: must be empty or start"],
             ),
             (

@@ -38,24 +38,69 @@ pub fn extract<'h, I>(headers: I, sources: Sources<'_>) -> Presented<'h>
 where
     I: IntoIterator<Item = (&'h str, &'h [u8])>,
 {
-    let mut authorization: Option<&[u8]> = None;
-    let mut api_key: Option<&[u8]> = None;
+    let mut found = Found::default();
     for (name, value) in headers {
-        if name == "authorization" {
-            if authorization.replace(value).is_some() {
-                return Presented::Malformed("more than one Authorization header");
+        found.see(name, value, sources);
+    }
+    found.presented(sources)
+}
+
+/// The credential headers of a request, gathered header by header so the gate can read
+/// every header it needs in a single pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Found<'h> {
+    authorization: Option<&'h [u8]>,
+    api_key: Option<&'h [u8]>,
+    /// The first problem seen (a repeated credential header).
+    malformed: Option<&'static str>,
+}
+
+impl<'h> Found<'h> {
+    /// Looks at one header; true when it is a credential header (Authorization or the
+    /// configured API-key header).
+    pub fn see(&mut self, name: &str, value: &'h [u8], sources: Sources<'_>) -> bool {
+        if crate::gate::same(name, "authorization") {
+            if self.authorization.replace(value).is_some() {
+                self.malformed
+                    .get_or_insert("more than one Authorization header");
             }
-        } else if Some(name) == sources.api_key_header && api_key.replace(value).is_some() {
-            return Presented::Malformed("more than one API-key header");
+            true
+        } else if sources
+            .api_key_header
+            .is_some_and(|k| crate::gate::same(name, k))
+        {
+            if self.api_key.replace(value).is_some() {
+                self.malformed.get_or_insert("more than one API-key header");
+            }
+            true
+        } else {
+            false
         }
     }
-    match (authorization, api_key) {
-        (None, None) => Presented::Missing,
-        (Some(_), Some(_)) => {
-            Presented::Malformed("credentials in both Authorization and the API-key header")
+
+    /// Whether the request carries an Authorization header.
+    pub fn has_authorization(&self) -> bool {
+        self.authorization.is_some()
+    }
+
+    /// Whether the request carries the API-key header.
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some()
+    }
+
+    /// The one credential presented, once every header has been seen.
+    pub fn presented(self, sources: Sources<'_>) -> Presented<'h> {
+        if let Some(why) = self.malformed {
+            return Presented::Malformed(why);
         }
-        (Some(value), None) => from_authorization(value, sources.accept_basic),
-        (None, Some(value)) => raw_token(value.trim_ascii(), "API-key header"),
+        match (self.authorization, self.api_key) {
+            (None, None) => Presented::Missing,
+            (Some(_), Some(_)) => {
+                Presented::Malformed("credentials in both Authorization and the API-key header")
+            }
+            (Some(value), None) => from_authorization(value, sources.accept_basic),
+            (None, Some(value)) => raw_token(value.trim_ascii(), "API-key header"),
+        }
     }
 }
 
@@ -135,10 +180,23 @@ fn raw_token<'a>(token: &'a [u8], place: &'static str) -> Presented<'a> {
 /// RFC 6750 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_b64token(t: &[u8]) -> bool {
     let body_len = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
-    body_len > 0
-        && t[..body_len].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    body_len > 0 && t[..body_len].iter().all(|&b| b64token_char(b))
+}
+
+/// The b64token body characters, as a table: one load per byte on every request.
+static B64TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    t
+};
+
+fn b64token_char(b: u8) -> bool {
+    B64TOKEN[usize::from(b)]
 }
 
 #[cfg(test)]
@@ -157,6 +215,15 @@ mod tests {
                 api_key_header: key,
             },
         )
+    }
+
+    #[test]
+    fn b64token_characters_are_exactly_rfc_6750s() {
+        for b in 0..=255u8 {
+            let want =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(b64token_char(b), want, "byte {b}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::cidr;
-use crate::config::{Config, Token, digest};
+use crate::config::{Config, Token};
 use crate::credentials::{self, Presented, Sources};
 use crate::metrics::Outcome;
 use crate::rate::Bucket;
@@ -28,7 +28,7 @@ pub trait Env: SharedStore {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forward<'c> {
     /// New `:path`, or `None` to keep it (gRPC).
-    pub path: Option<String>,
+    pub path: Option<Cow<'static, str>>,
     /// Headers the request carries that must not reach the upstream (every value removed).
     pub remove: Vec<&'c str>,
     /// Headers set from the token (tenant, identity); each replaces every value of its name.
@@ -96,6 +96,13 @@ pub fn slot_key(index: u32) -> String {
     format!("otlp_gate.failed_auth.{index}")
 }
 
+/// String equality with the length compared first, inline: most header names differ in
+/// length from the few the gate looks for, so most comparisons end there.
+#[inline(always)]
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes() == b.as_bytes()
+}
+
 /// Decides what happens to a request. `headers` are the request headers as Envoy holds them
 /// (lower-case names, pseudo-headers included, one entry per value).
 pub fn decide<'c, 'h, H>(
@@ -109,15 +116,32 @@ where
     H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
 {
     let now = now_ns.div_euclid(1_000_000_000);
+    let sources = Sources {
+        accept_basic: cfg.accept_basic,
+        api_key_header: cfg.api_key_header.as_deref(),
+    };
+    // One pass over the headers gathers everything the decision reads.
     let mut method: &[u8] = b"";
     let mut path: &[u8] = b"";
     let mut content_type = None;
+    let mut found = credentials::Found::default();
+    let (mut has_tenant, mut has_identity) = (false, false);
     for (name, value) in headers.clone() {
-        match name {
-            ":method" => method = value,
-            ":path" => path = value,
-            "content-type" => content_type = Some(value),
-            _ => {}
+        if name.starts_with(':') {
+            // Pseudo-headers: never a credential, tenant or identity (config refuses those).
+            match name {
+                ":method" => method = value,
+                ":path" => path = value,
+                _ => {}
+            }
+            continue;
+        }
+        if same(name, "content-type") {
+            content_type = Some(value);
+        }
+        if !found.see(name, value, sources) {
+            has_tenant |= same(name, &cfg.tenant_header);
+            has_identity |= same(name, &cfg.identity_header);
         }
     }
     let encoding = Encoding::from_content_type(content_type);
@@ -201,14 +225,16 @@ where
             set.push((&cfg.identity_header, &t.id));
         }
         let strip = [
-            Some("authorization"),
-            cfg.api_key_header.as_deref(),
-            Some(cfg.tenant_header.as_str()),
-            Some(cfg.identity_header.as_str()),
+            ("authorization", found.has_authorization()),
+            (
+                cfg.api_key_header.as_deref().unwrap_or(""),
+                found.has_api_key(),
+            ),
+            (cfg.tenant_header.as_str(), has_tenant),
+            (cfg.identity_header.as_str(), has_identity),
         ];
         let mut remove: Vec<&'c str> = Vec::new();
-        for name in strip.into_iter().flatten() {
-            let present = headers.clone().into_iter().any(|(n, _)| n == name);
+        for (name, present) in strip {
             let replaced = set.iter().any(|(n, _)| *n == name);
             if present && !replaced && !remove.contains(&name) {
                 remove.push(name);
@@ -221,12 +247,8 @@ where
         })
     };
 
-    let sources = Sources {
-        accept_basic: cfg.accept_basic,
-        api_key_header: cfg.api_key_header.as_deref(),
-    };
     let (found, failure): (Option<(usize, &Token)>, Option<Failure>) =
-        match credentials::extract(headers.clone(), sources) {
+        match found.presented(sources) {
             Presented::Missing => (
                 None,
                 Some((Refusal::Missing, Outcome::Missing, "no credentials")),
@@ -235,7 +257,7 @@ where
                 None,
                 Some((Refusal::Malformed(why), Outcome::Malformed, why)),
             ),
-            Presented::Token(t) => match cfg.find(&digest(&t)) {
+            Presented::Token(t) => match cfg.lookup(&t) {
                 None => (
                     None,
                     Some((

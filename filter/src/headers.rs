@@ -27,19 +27,17 @@ pub fn parse(block: &[u8]) -> Option<Vec<Header<'_>>> {
     let data = block.get(table_end..)?;
     let mut pairs = Vec::with_capacity(count);
     let mut at = 0usize;
-    let mut field = |len: usize| -> Option<&[u8]> {
-        let end = at.checked_add(len)?;
-        let bytes = data.get(at..end)?;
-        if *data.get(end)? != 0 {
+    for entry in lengths.chunks_exact(8) {
+        // name NUL value NUL
+        let name_end = at.checked_add(u32_at(entry, 0)?)?;
+        let value_start = name_end.checked_add(1)?;
+        let value_end = value_start.checked_add(u32_at(entry, 4)?)?;
+        if data.get(name_end) != Some(&0) || data.get(value_end) != Some(&0) {
             return None;
         }
-        at = end + 1;
-        Some(bytes)
-    };
-    for entry in lengths.chunks_exact(8) {
-        let name = std::str::from_utf8(field(u32_at(entry, 0)?)?).ok()?;
-        let value = field(u32_at(entry, 4)?)?;
-        pairs.push((name, value));
+        let name = std::str::from_utf8(data.get(at..name_end)?).ok()?;
+        pairs.push((name, data.get(value_start..value_end)?));
+        at = value_end + 1;
     }
     Some(pairs)
 }

@@ -10,6 +10,7 @@ pub mod gate;
 pub mod headers;
 pub mod metrics;
 pub mod rate;
+mod recent;
 pub mod reply;
 pub mod route;
 pub mod shared;

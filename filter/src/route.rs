@@ -3,6 +3,8 @@
 //! `//v1/logs`, `%2F`, or a trailing slash can never reach a different upstream path — they
 //! are simply not OTLP paths (404).
 
+use std::borrow::Cow;
+
 /// The three OTLP signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Signal {
@@ -23,7 +25,21 @@ impl Signal {
     }
 
     pub fn parse(s: &str) -> Option<Signal> {
-        Signal::ALL.into_iter().find(|sig| sig.as_str() == s)
+        match s {
+            "logs" => Some(Signal::Logs),
+            "metrics" => Some(Signal::Metrics),
+            "traces" => Some(Signal::Traces),
+            _ => None,
+        }
+    }
+
+    /// The OTLP/HTTP path the receiver serves this signal on.
+    pub fn http_path(self) -> &'static str {
+        match self {
+            Signal::Logs => "/v1/logs",
+            Signal::Metrics => "/v1/metrics",
+            Signal::Traces => "/v1/traces",
+        }
     }
 
     /// Bit for a signal set.
@@ -57,6 +73,13 @@ impl Encoding {
         let Some(ct) = content_type else {
             return Encoding::Json;
         };
+        // What exporters send, byte for byte: decided without case folding.
+        match ct {
+            b"application/x-protobuf" => return Encoding::Protobuf,
+            b"application/grpc" | b"application/grpc+proto" => return Encoding::Grpc,
+            b"application/json" => return Encoding::Json,
+            _ => {}
+        }
         let media = ct
             .split(|&b| b == b';')
             .next()
@@ -78,7 +101,7 @@ pub enum Route {
     /// An OTLP/HTTP export: forward to `upstream_path` (`/v1/{signal}` plus the query string).
     Http {
         signal: Signal,
-        upstream_path: String,
+        upstream_path: Cow<'static, str>,
     },
     /// An OTLP/gRPC export: forwarded with its path unchanged.
     Grpc { signal: Signal },
@@ -121,7 +144,14 @@ pub fn route(prefix: &str, method: &str, path: &str, grpc: bool) -> Route {
             return if method == "POST" {
                 Route::Http {
                     signal,
-                    upstream_path: format!("/v1/{}{query}", signal.as_str()),
+                    upstream_path: if query.is_empty() {
+                        Cow::Borrowed(signal.http_path())
+                    } else {
+                        let mut p = String::with_capacity(signal.http_path().len() + query.len());
+                        p.push_str(signal.http_path());
+                        p.push_str(query);
+                        Cow::Owned(p)
+                    },
                 }
             } else {
                 Route::MethodNotAllowed {
@@ -159,7 +189,7 @@ mod tests {
         use Signal::*;
         let http = |s: Signal, up: &str| Route::Http {
             signal: s,
-            upstream_path: up.into(),
+            upstream_path: Cow::Owned(up.to_owned()),
         };
         let cases: &[(&str, &str, bool, Route)] = &[
             (
