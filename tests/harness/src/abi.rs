@@ -101,7 +101,11 @@ pub enum MetricType {
 /// Header maps: a `u32` count, then `(u32 key_len, u32 value_len)` pairs, then each key and
 /// value followed by a NUL byte. All little-endian.
 pub fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 10 + k.len() + v.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());

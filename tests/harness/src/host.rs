@@ -147,7 +147,7 @@ pub struct HostState {
     pub root_id: u32,
     pub effective_context: u32,
     pub contexts: Vec<u32>,
-    pub streams: HashMap<u32, StreamState>,
+    pub streams: HashMap<u32, StreamState, ContextIds>,
     pub tick_period_ms: u32,
     pub http_calls: Vec<HttpCall>,
     pub next_call_token: u32,
@@ -159,7 +159,7 @@ pub struct HostState {
     pub(crate) starting: bool,
     pub(crate) memory: Option<Memory>,
     /// The guest allocator, looked up once (a lookup per copy costs more than the copy).
-    pub(crate) allocator: Option<wasmtime::TypedFunc<i32, i32>>,
+    pub(crate) allocator: Option<std::sync::Arc<wasmtime::TypedFunc<i32, i32>>>,
 }
 
 impl HostState {
@@ -181,7 +181,7 @@ impl HostState {
             root_id: 0,
             effective_context: 0,
             contexts: Vec::new(),
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             tick_period_ms: 0,
             http_calls: Vec::new(),
             next_call_token: 1,
@@ -241,6 +241,29 @@ impl HostState {
 
 type C<'a> = Caller<'a, HostState>;
 
+/// Hashing for maps keyed by context id: ids are small sequential integers the host hands
+/// out itself, so SipHash's flood resistance buys nothing and costs a visible slice of every
+/// hostcall that looks its stream up.
+pub type ContextIds = std::hash::BuildHasherDefault<IdHasher>;
+
+/// See [`ContextIds`]: a multiplicative hash of the one integer written.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 fn memory(c: &mut C<'_>) -> Result<Memory> {
     if let Some(m) = c.data().memory {
         return Ok(m);
@@ -260,6 +283,18 @@ pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Result<Vec<u8>> {
     m.read(&*c, ptr as u32 as usize, &mut buf)
         .map_err(|_| anyhow!("guest passed an out-of-bounds buffer ({ptr:#x}, {len})"))?;
     Ok(buf)
+}
+
+/// A header name from the guest, lower-cased as Envoy's `LowerCaseString` does: one copy.
+fn read_lower(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String> {
+    let m = memory(c)?;
+    let start = ptr as u32 as usize;
+    let bytes = start
+        .checked_add(len as u32 as usize)
+        .and_then(|end| m.data(&*c).get(start..end))
+        .ok_or_else(|| anyhow!("guest passed an out-of-bounds buffer ({ptr:#x}, {len})"))?;
+    let s = std::str::from_utf8(bytes).map_err(|_| anyhow!("guest passed a non-UTF-8 string"))?;
+    Ok(s.to_ascii_lowercase())
 }
 
 fn read_str(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String> {
@@ -292,7 +327,7 @@ fn copy_out(c: &mut C<'_>, data: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<(
                     .get_export("proxy_on_memory_allocate")
                     .or_else(|| c.get_export("malloc"))
                 {
-                    Some(Extern::Func(f)) => f.typed::<i32, i32>(&*c)?,
+                    Some(Extern::Func(f)) => std::sync::Arc::new(f.typed::<i32, i32>(&*c)?),
                     _ => bail!("module exports neither proxy_on_memory_allocate nor malloc"),
                 };
                 c.data_mut().allocator = Some(f.clone());
@@ -498,7 +533,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
             count(&mut c, "proxy_get_header_map_value")?;
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
+            let key = read_lower(&mut c, kp, kl)?;
             // Envoy returns the first value of a repeated header.
             let value = c
                 .data_mut()
@@ -520,7 +555,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_add_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
             count(&mut c, "proxy_add_header_map_value")?;
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
+            let key = read_lower(&mut c, kp, kl)?;
             let value = read(&mut c, vp, vl)?;
             c.data_mut().header_map(kind)?.push((key, value));
             Ok(status::OK)
@@ -531,7 +566,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_replace_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
             count(&mut c, "proxy_replace_header_map_value")?;
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
+            let key = read_lower(&mut c, kp, kl)?;
             let value = read(&mut c, vp, vl)?;
             let m = c.data_mut().header_map(kind)?;
             // Envoy's setCopy: the first entry keeps its place, the other values are removed.
@@ -554,7 +589,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_remove_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32| -> Result<i32> {
             count(&mut c, "proxy_remove_header_map_value")?;
-            let key = read_str(&mut c, kp, kl)?.to_ascii_lowercase();
+            let key = read_lower(&mut c, kp, kl)?;
             c.data_mut().header_map(kind)?.retain(|(k, _)| *k != key);
             Ok(status::OK)
         },
