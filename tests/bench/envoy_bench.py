@@ -72,6 +72,8 @@ VARIANTS = [
     Variant("c", "api_key_auth, 1,000 keys", "c", "good", "2xx"),
     Variant("d", "minimal wasm filter", "d", "good", "2xx"),
     Variant("d-edit", "minimal wasm filter + otlp-gate's 4 header edits", "dx", "good", "2xx"),
+    Variant("d-rej", "minimal wasm filter rejecting (bare 401)", "d", "unknown", "4xx", ("h2",)),
+    Variant("d-reply", "minimal wasm filter rejecting with otlp-gate's 401 headers and body", "dr", "unknown", "4xx", ("h2",)),
     Variant("e", "otlp-gate accepting, 1,000 tokens", "e", "good", "2xx"),
     Variant("f", "otlp-gate rejecting unknown token (401)", "f", "unknown", "4xx"),
     Variant("e-rl", "otlp-gate accepting, rate limit on", "erl", "good", "2xx"),
@@ -211,6 +213,13 @@ def build_bootstrap(s: Setup) -> Path:
             "header": "authorization", "value": f"Bearer {s.good}",
             "rewrite": {"path": "/v1/traces", "remove": ["authorization"],
                         "set": [["x-scope-orgid", "bench"], ["x-otlp-token-id", "bench-0000"]]}})),
+        # (d-reply): the same filter answering a refused request with the reply otlp-gate sends
+        # to an unknown token over OTLP/HTTP protobuf (google.rpc.Status UNAUTHENTICATED).
+        "dr": render("d-minimal-wasm.yaml", WASM=str(s.minimal_wasm), VM_ID="minimal-reply", PLUGIN_CONFIG=json.dumps({
+            "header": "authorization", "value": f"Bearer {s.good}",
+            "reject": {"headers": [["www-authenticate", 'Bearer realm="otlp", error="invalid_token"'],
+                                   ["content-type", "application/x-protobuf"]],
+                       "body": "\x08\x10\x12\x1cinvalid token: unknown token"}})),
         "e": render("gate-ecds.yaml", ECDS_FILE=str(s.ecds_dir / "otlp-gate.yaml"), ECDS_DIR=str(s.ecds_dir)),
         "f": render(
             "gate-static.yaml",
@@ -280,6 +289,12 @@ class Envoy:
                 out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
         return out
 
+    def connections(self, listener: str) -> int:
+        """Downstream connections the variant's listener has accepted so far (reconnects show here)."""
+        text = self.admin(f"/stats?filter=^http\\.v_{listener}\\.downstream_cx_total$")
+        m = re.search(r": (\d+)", text)
+        return int(m.group(1)) if m else 0
+
     def log_tail(self, n: int = 30) -> str:
         try:
             lines = (self.s.work / "envoy.log").read_text(errors="replace").splitlines()
@@ -304,6 +319,11 @@ class Envoy:
 
 
 def request(port: int, token: str | None, body: bytes, timeout: float = 5.0) -> int:
+    return exchange(port, token, body, timeout)[0]
+
+
+def exchange(port: int, token: str | None, body: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """One OTLP/HTTP protobuf POST: status, the reply headers that describe a refusal, body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"content-type": "application/x-protobuf"}
@@ -311,8 +331,9 @@ def request(port: int, token: str | None, body: bytes, timeout: float = 5.0) -> 
             headers["authorization"] = f"Bearer {token}"
         conn.request("POST", PATH, body=body, headers=headers)
         r = conn.getresponse()
-        r.read()
-        return r.status
+        data = r.read()
+        shown = {k: r.getheader(k) for k in ("www-authenticate", "content-type")}
+        return r.status, shown, data
     finally:
         conn.close()
 
@@ -341,6 +362,7 @@ def preflight(s: Setup, body: bytes) -> None:
         ("c", s.good, 200), ("c", None, 401), ("c", s.unknown, 401),
         ("d", s.good, 200), ("d", None, 401), ("d", s.unknown, 401),
         ("dx", s.good, 200), ("dx", None, 401),
+        ("dr", s.good, 200), ("dr", s.unknown, 401),
         ("e", s.good, 200), ("e", None, 401),
         ("f", s.good, 200), ("f", s.unknown, 401),
         ("erl", s.good, 200), ("erl", s.unknown, 401),
@@ -350,6 +372,10 @@ def preflight(s: Setup, body: bytes) -> None:
         cred = {None: "no credential", s.good: "the good token", s.unknown: "an unknown token"}[token]
         if got != want:
             raise SystemExit(f"preflight: listener {name} with {cred} answered {got}, expected {want}")
+    # (d-reply) must send what (f) sends, or it is not the cost of otlp-gate's reply.
+    f_reply, dr_reply = exchange(p["f"], s.unknown, body), exchange(p["dr"], s.unknown, body)
+    if f_reply != dr_reply:
+        raise SystemExit(f"preflight: (d-reply) answers {dr_reply!r}, otlp-gate answers {f_reply!r}")
     log("preflight: every variant answers as expected (200 for the good token, 401/403 otherwise)")
 
 
@@ -570,7 +596,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="otlp-gate-bench-"))
     envoy = None
     try:
-        names = ["a", "b", "c", "d", "dx", "e", "f", "erl"]
+        names = ["a", "b", "c", "d", "dx", "dr", "e", "f", "erl"]
         ports = dict(zip(names, free_ports(len(names) + 1)))
         admin = free_ports(1)[0]
         body = otlp_body(512)
@@ -597,6 +623,7 @@ def main() -> int:
         def one(v: Variant, proto: str, duration: int) -> dict:
             gate = v.listener in ("e", "f", "erl")
             o0 = envoy.outcomes() if gate else {}
+            x0 = envoy.connections(v.listener)
             c0, t0 = envoy.cpu_seconds(), time.monotonic()
             if proto == "h1":
                 r = run_wrk(s, v, scripts, duration, a.wrk_connections, load_cpu)
@@ -605,6 +632,7 @@ def main() -> int:
             r["envoy_cpu_s"] = envoy.cpu_seconds() - c0
             r["wall_s"] = time.monotonic() - t0
             r["envoy_cpu_us_per_req"] = r["envoy_cpu_s"] * 1e6 / max(1, r["requests"])
+            r["connections"] = envoy.connections(v.listener) - x0
             if gate:
                 o1 = envoy.outcomes()
                 r["outcomes"] = {k: n - o0.get(k, 0) for k, n in o1.items() if n - o0.get(k, 0)}
@@ -623,7 +651,8 @@ def main() -> int:
                 r.update({"variant": v.key, "protocol": proto, "round": rnd + 1})
                 runs.append(r)
                 log(f"round {rnd + 1}/{a.rounds} {v.key:>4} {proto}: {r['rps']:>9.0f} req/s, "
-                    f"Envoy {r['envoy_cpu_us_per_req']:6.1f} µs CPU/req ({100 * r['envoy_cpu_s'] / r['wall_s']:.0f}% of a core)"
+                    f"Envoy {r['envoy_cpu_us_per_req']:6.1f} µs CPU/req ({100 * r['envoy_cpu_s'] / r['wall_s']:.0f}% of a core), "
+                    f"{r['connections']} connections"
                     + (f"  INVALID: {why}" if why else ""))
                 if why:
                     raise SystemExit(f"variant {v.key} on {proto}: {why}")

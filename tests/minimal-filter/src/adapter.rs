@@ -68,7 +68,17 @@ impl HttpContext for Stream {
             }
             Action::Continue
         } else {
-            self.send_http_response(401, vec![], None);
+            match self.rule.as_ref().and_then(|r| r.reject.as_ref()) {
+                Some(j) => {
+                    let headers = j
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    self.send_http_response(401, headers, Some(j.body.as_bytes()));
+                }
+                None => self.send_http_response(401, vec![], None),
+            }
             Action::Pause
         }
     }

@@ -8,7 +8,9 @@
 //! forwarded untouched; any other request gets a bare 401. With an optional
 //! `"rewrite": {"path": "/v1/logs", "remove": ["authorization"], "set": [["x-scope-orgid", "t"]]}`
 //! a forwarded request also gets otlp-gate's header edits, so the Envoy benchmark can separate
-//! what the edits cost (variant d-edit) from what otlp-gate's decision costs.
+//! what the edits cost (variant d-edit) from what otlp-gate's decision costs. Likewise an
+//! optional `"reject": {"headers": [["www-authenticate", "…"]], "body": "…"}` makes the 401 carry
+//! otlp-gate's reply headers and body (variant d-reply) instead of a bare status.
 
 use serde::Deserialize;
 
@@ -23,6 +25,19 @@ pub struct Rule {
     /// Header edits applied to a request that passes.
     #[serde(default)]
     pub rewrite: Option<Rewrite>,
+    /// What the 401 carries besides its status.
+    #[serde(default)]
+    pub reject: Option<Reject>,
+}
+
+/// The headers and body of the local reply to a request that does not pass.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reject {
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub body: String,
 }
 
 /// The edits otlp-gate makes to an accepted OTLP/HTTP request.
@@ -68,6 +83,13 @@ mod tests {
         assert!(!r.allows(Some(b"bearer abc")));
         assert!(!r.allows(None));
         assert_eq!(r.rewrite, None);
+        assert_eq!(r.reject, None);
+        let r = Rule::parse(
+            br#"{"header":"authorization","value":"v","reject":{"headers":[["content-type","application/x-protobuf"]],"body":"\u0008\u0010"}}"#,
+        )
+        .unwrap();
+        let j = r.reject.unwrap();
+        assert_eq!((j.headers.len(), j.body.as_bytes()), (1, &[8u8, 16][..]));
         let r = Rule::parse(
             br#"{"header":"authorization","value":"v","rewrite":{"path":"/v1/logs","remove":["authorization"],"set":[["x-scope-orgid","t"]]}}"#,
         )
