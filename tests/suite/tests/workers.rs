@@ -291,6 +291,38 @@ fn expiry_gauge_of_a_removed_token_drops_to_zero() {
     assert_eq!(world.metric("otlp_gate_tokens_loaded"), Some(1));
 }
 
+/// A token the VM has already accepted (and so remembers, skipping SHA-256) is refused as soon
+/// as a reload revokes or disables it: the memo belongs to the configuration it was built from.
+#[test]
+fn a_remembered_token_stops_working_when_a_reload_revokes_or_disables_it() {
+    let world = World::new(module());
+    let both = format!(
+        r#"{{"failed_auth": {{"enabled": false}}, "tokens": [{{"id": "keep", "token": "{TOKEN}"}}, {{"id": "gone", "token": "{OTHER}"}}]}}"#
+    );
+    let mut vm = workers(&world, 1, &both).remove(0);
+    for _ in 0..3 {
+        assert_eq!(send(&mut vm, OTHER, "10.0.0.1:1234", None), 200);
+    }
+    let revoked = format!(
+        r#"{{"failed_auth": {{"enabled": false}}, "tokens": [{{"id": "keep", "token": "{TOKEN}"}}]}}"#
+    );
+    assert!(vm.configure(revoked.as_bytes()).unwrap());
+    assert_eq!(send(&mut vm, OTHER, "10.0.0.1:1234", None), 401);
+    assert_eq!(send(&mut vm, TOKEN, "10.0.0.1:1234", None), 200);
+    let disabled = format!(
+        r#"{{"failed_auth": {{"enabled": false}}, "tokens": [{{"id": "keep", "token": "{TOKEN}", "disabled": true}}]}}"#
+    );
+    assert!(vm.configure(disabled.as_bytes()).unwrap());
+    assert_eq!(send(&mut vm, TOKEN, "10.0.0.1:1234", None), 401);
+    // And a token that only differs in its last byte from a remembered one is not let in.
+    assert!(vm.configure(both.as_bytes()).unwrap());
+    assert_eq!(send(&mut vm, TOKEN, "10.0.0.1:1234", None), 200);
+    let mut near = TOKEN.to_string();
+    near.pop();
+    near.push('g');
+    assert_eq!(send(&mut vm, &near, "10.0.0.1:1234", None), 401);
+}
+
 /// Envoy 1.40 hands a `google.protobuf.Struct` configuration over as serialized protobuf.
 #[test]
 fn struct_encoded_config_is_read_and_hashed_like_json() {
