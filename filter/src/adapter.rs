@@ -331,10 +331,10 @@ impl HttpContext for Stream {
                 } else {
                     debug!("otlp-gate: accepted {signal} token={token_id}");
                 }
-                for name in &fwd.remove {
+                for name in fwd.removes() {
                     self.set_http_request_header(name, None);
                 }
-                for (name, value) in &fwd.set {
+                for (name, value) in fwd.sets() {
                     self.set_http_request_header(name, Some(value));
                 }
                 if let Some(path) = &fwd.path {

@@ -192,15 +192,15 @@ fn behaviour_tables() {
             (Action::Forward(f), Some(want), None) => {
                 // Apply the decision the way the adapter does, then look at what upstream sees.
                 let mut up = headers.clone();
-                for n in &f.remove {
+                for n in f.removes() {
                     assert!(
                         headers.iter().any(|(h, _)| h == n),
                         "{name}: removes {n}, which the request does not carry"
                     );
                 }
-                up.retain(|(n, _)| !f.remove.contains(&n.as_str()));
+                up.retain(|(n, _)| !f.removes().any(|r| r == n));
                 // A set replaces every value of its name (Envoy's setCopy).
-                for (n, v) in &f.set {
+                for (n, v) in f.sets() {
                     up.retain(|(h, _)| h != n);
                     up.push((n.to_string(), v.to_string()));
                 }

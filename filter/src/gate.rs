@@ -29,11 +29,24 @@ pub trait Env: SharedStore {
 pub struct Forward<'c> {
     /// New `:path`, or `None` to keep it (gRPC).
     pub path: Option<Cow<'static, str>>,
-    /// Headers the request carries that must not reach the upstream (every value removed).
-    pub remove: Vec<&'c str>,
+    /// Headers the request carries that must not reach the upstream (every value removed):
+    /// the credential headers, and client-sent tenant/identity headers not being set.
+    remove: [Option<&'c str>; 4],
     /// Headers set from the token (tenant, identity); each replaces every value of its name.
-    /// Borrowed from the configuration: nothing is copied per request.
-    pub set: Vec<(&'c str, &'c str)>,
+    /// Borrowed from the configuration, in fixed slots: nothing is allocated per request.
+    set: [Option<(&'c str, &'c str)>; 2],
+}
+
+impl<'c> Forward<'c> {
+    /// The headers to remove.
+    pub fn removes(&self) -> impl Iterator<Item = &'c str> + '_ {
+        self.remove.iter().flatten().copied()
+    }
+
+    /// The headers to set, name and value.
+    pub fn sets(&self) -> impl Iterator<Item = (&'c str, &'c str)> + '_ {
+        self.set.iter().flatten().copied()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,12 +230,13 @@ where
     // client sent) and removes the credential and any client-sent tenant/identity header that
     // is not being set. Only headers the request carries are removed: each edit is a hostcall.
     let forward = |token: Option<&'c Token>| {
-        let mut set: Vec<(&'c str, &'c str)> = Vec::with_capacity(2);
+        let mut set: [Option<(&'c str, &'c str)>; 2] = [None; 2];
         if let Some(t) = token {
-            if let Some(tenant) = &t.tenant {
-                set.push((&cfg.tenant_header, tenant));
-            }
-            set.push((&cfg.identity_header, &t.id));
+            set[0] = t
+                .tenant
+                .as_deref()
+                .map(|tenant| (cfg.tenant_header.as_str(), tenant));
+            set[1] = Some((cfg.identity_header.as_str(), t.id.as_str()));
         }
         let strip = [
             ("authorization", found.has_authorization()),
@@ -233,11 +247,12 @@ where
             (cfg.tenant_header.as_str(), has_tenant),
             (cfg.identity_header.as_str(), has_identity),
         ];
-        let mut remove: Vec<&'c str> = Vec::new();
-        for (name, present) in strip {
-            let replaced = set.iter().any(|(n, _)| *n == name);
-            if present && !replaced && !remove.contains(&name) {
-                remove.push(name);
+        // The four names are distinct (the configuration refuses overlaps).
+        let mut remove: [Option<&'c str>; 4] = [None; 4];
+        for ((name, present), slot) in strip.into_iter().zip(remove.iter_mut()) {
+            let replaced = set.iter().flatten().any(|(n, _)| same(n, name));
+            if present && !replaced {
+                *slot = Some(name);
             }
         }
         Action::Forward(Forward {

@@ -280,17 +280,32 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
                   f"parsing the 100,000-token config natively: "
                   f"{(nat['parse_100000'] or 0) / 1e9:.3f} s.\n")
             acc = micro["times_ns"]["accept"]
-            if acc[1000] is not None:
+            # The targets compare two timings; criterion takes them minutes apart, so on a shared
+            # machine they are judged on the side-by-side run (alternating batches) when there is one.
+            side = f.get("interleaved")
+            if side:
+                w(f"Side by side (the targets below): {side['rounds']} rounds alternating batches of "
+                  f"{side['batch']:,} requests between the scenarios, medians: accept with 10 tokens "
+                  f"{fmt_ns(side['accept_10_ns'])}, 1,000 tokens {fmt_ns(side['accept_1000_ns'])}, 100,000 tokens "
+                  f"{fmt_ns(side['accept_100000_ns'])}; the minimal filter's accepted stream "
+                  f"{fmt_ns(side['minimal_accept_ns'])}. (The criterion table times each one alone.)\n")
+            whole = side["accept_1000_ns"] if side else acc[1000]
+            floor = side["minimal_accept_ns"] if side else mn["minimal_accept"]
+            if whole is not None and floor is not None:
                 # The minimal filter's stream is what any proxy-wasm filter costs in this host (context,
                 # callbacks, the SDK's dispatch); the filter's own work is what otlp-gate adds to it.
-                work = acc[1000] - mn["minimal_accept"]
+                work = whole - floor
                 target("filter work per accepted request (wasmtime, 1,000 tokens, above the minimal filter)",
                        fmt_ns(work), "≤ 2 µs", work <= 2000,
-                       f"whole stream {fmt_ns(acc[1000])}, minimal filter {fmt_ns(mn['minimal_accept'])}; "
+                       f"whole stream {fmt_ns(whole)}, minimal filter {fmt_ns(floor)}"
+                       f"{' (side by side)' if side else ''}; "
                        f"{fu.get('accept', 0) - fu.get('minimal_accept', 0):,} more wasm instructions")
-            if acc[10] and acc[100000]:
-                r = acc[100000] / acc[10]
-                target("accept at 100,000 vs 10 tokens", f"{r:.3f}×", "≤ 1.1×", r <= 1.1)
+            lo, hi = (side["accept_10_ns"], side["accept_100000_ns"]) if side else (acc[10], acc[100000])
+            if lo and hi:
+                r = hi / lo
+                crit = f"criterion, one at a time: {acc[100000] / acc[10]:.3f}×" if acc[10] and acc[100000] else ""
+                target("accept at 100,000 vs 10 tokens", f"{r:.3f}×", "≤ 1.1×", r <= 1.1,
+                       ("side by side; " if side else "") + crit)
             ld = micro["load_ns"][100000]
             if ld is not None:
                 target("load + validate 100,000 tokens", f"{ld / 1e9:.3f} s", "≤ 1 s", ld <= 1e9,

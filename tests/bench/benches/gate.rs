@@ -2,8 +2,9 @@
 //! time per request on every path with 10, 1,000 and 100,000 tokens, the minimal filter as the
 //! floor any proxy-wasm filter pays in this host, and the time to load a 100,000-token config.
 //!
-//! Before timing anything it writes `facts.json` (module sizes, hostcalls per request, a
-//! one-shot load time and the memory a big config takes) to `OTLP_GATE_BENCH_OUT`
+//! Before timing anything it writes `facts.json` (module sizes, hostcalls and wasm instructions
+//! per request, a one-shot load time, the memory a big config takes, and the comparisons the
+//! targets are about timed side by side in alternating batches) to `OTLP_GATE_BENCH_OUT`
 //! (default `target/bench`), which `tests/bench/report.py` merges with criterion's estimates.
 
 use std::hint::black_box;
@@ -70,8 +71,45 @@ fn must<T>(r: Result<T>) -> T {
     }
 }
 
-/// Counts on the metered modules (`gate`, `minimal`); the one-shot load on `fast`.
-fn facts(gate: &Module, minimal: &Module, fast: &Module) -> Result<Value> {
+/// Time per request of each scenario, measured in alternating batches so that a machine that
+/// speeds up or slows down mid-run affects all of them alike (criterion times one benchmark
+/// after another, and on a shared VM two consecutive benchmarks of identical work can differ
+/// by 30 %). Returns the median over rounds of each scenario's ns per request.
+fn interleaved(
+    scenarios: &mut [(Scenario, Request)],
+    rounds: usize,
+    batch: u32,
+) -> Result<Vec<f64>> {
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); scenarios.len()];
+    for (sc, req) in scenarios.iter_mut() {
+        for _ in 0..batch {
+            sc.run(req)?; // warm
+        }
+    }
+    for round in 0..rounds {
+        let n = scenarios.len();
+        for k in 0..n {
+            let i = (k + round) % n; // rotate who goes first
+            let (sc, req) = &mut scenarios[i];
+            let t = Instant::now();
+            for _ in 0..batch {
+                black_box(sc.run(black_box(req))?);
+            }
+            times[i].push(t.elapsed().as_nanos() as f64 / f64::from(batch));
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t.get(t.len() / 2).copied().unwrap_or(f64::NAN)
+        })
+        .collect())
+}
+
+/// Counts on the metered modules (`gate`, `minimal`); the one-shot load and the interleaved
+/// comparisons on the unmetered `fast` and `fast_minimal`.
+fn facts(gate: &Module, minimal: &Module, fast: &Module, fast_minimal: &Module) -> Result<Value> {
     let size = |name: &str| {
         std::fs::metadata(wasm_path(name))
             .map(|m| m.len())
@@ -94,6 +132,24 @@ fn facts(gate: &Module, minimal: &Module, fast: &Module) -> Result<Value> {
         fuel.insert(name.into(), json!(min.fuel_per_request(&req)?));
     }
 
+    // The two comparisons the targets are about, interleaved: accept with 10 vs 100,000 tokens,
+    // and otlp-gate's accepted stream vs the minimal filter's (1,000 tokens).
+    let mut scenarios = vec![
+        prepare(fast, Path::Accept, 10)?,
+        prepare(fast, Path::Accept, BIG)?,
+        prepare(fast, Path::Accept, 1_000)?,
+        (
+            Scenario::new(fast_minimal, minimal_config().as_bytes())?,
+            Request::new(Path::Accept),
+        ),
+    ];
+    let t = interleaved(&mut scenarios, 31, 2_000)?;
+    drop(scenarios);
+    let side_by_side = json!({
+        "rounds": 31, "batch": 2_000,
+        "accept_10_ns": t[0], "accept_100000_ns": t[1], "accept_1000_ns": t[2], "minimal_accept_ns": t[3],
+    });
+
     // One-shot load of the big config (best of 3), next to criterion's estimate.
     let big = gate_config(BIG, counting_failed_auth());
     let mut best = Duration::MAX;
@@ -112,6 +168,7 @@ fn facts(gate: &Module, minimal: &Module, fast: &Module) -> Result<Value> {
         "hostcalls_per_request_1000_tokens": hostcalls,
         "fuel_per_request_1000_tokens": fuel,
         "load_100k": {"config_bytes": big.len(), "best_of_3_s": best.as_secs_f64(), "linear_memory_bytes": memory},
+        "interleaved": side_by_side,
     }))
 }
 
@@ -123,6 +180,7 @@ fn main() {
         &must(load_module("otlp_gate")),
         &must(load_module("minimal_filter")),
         &gate,
+        &minimal,
     ));
     let dir = out_dir();
     let written = std::fs::create_dir_all(&dir)

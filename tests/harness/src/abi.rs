@@ -101,23 +101,40 @@ pub enum MetricType {
 /// Header maps: a `u32` count, then `(u32 key_len, u32 value_len)` pairs, then each key and
 /// value followed by a NUL byte. All little-endian.
 pub fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let size = 4 + pairs
+    let mut out = vec![0u8; serialized_len(pairs)];
+    serialize_map_into(pairs, &mut out);
+    out
+}
+
+/// The size of `serialize_map(pairs)`.
+pub fn serialized_len(pairs: &[(String, Vec<u8>)]) -> usize {
+    4 + pairs
         .iter()
         .map(|(k, v)| 10 + k.len() + v.len())
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        .sum::<usize>()
+}
+
+/// Writes `serialize_map(pairs)` into `out`, which must be `serialized_len(pairs)` bytes
+/// (as the guest allocated them); the NUL terminators are written too.
+pub fn serialize_map_into(pairs: &[(String, Vec<u8>)], out: &mut [u8]) {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        at += bytes.len();
+    };
+    put(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        put(&(k.len() as u32).to_le_bytes());
+        put(&(v.len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
+        put(k.as_bytes());
+        put(&[0]);
+        put(v);
+        put(&[0]);
     }
-    out
 }
 
 /// The inverse of `serialize_map`; `None` when the bytes are not a well-formed map.

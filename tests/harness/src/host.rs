@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::{Caller, Extern, Linker, Memory, StoreLimits};
 use wasmtime::{Result, bail, format_err as anyhow};
 
-use crate::abi::{LogLevel, MetricType, buffer, deserialize_map, map, serialize_map, status};
+use crate::abi::{
+    LogLevel, MetricType, buffer, deserialize_map, map, serialize_map, serialize_map_into,
+    serialized_len, status,
+};
 
 /// Header or trailer pairs, in order, one entry per value.
 pub type Pairs = Vec<(String, Vec<u8>)>;
@@ -297,6 +300,32 @@ fn read_lower(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String> {
     Ok(s.to_ascii_lowercase())
 }
 
+/// The guest's bytes at `(ptr, len)` for each span, borrowed in place next to the host state:
+/// header edits compare and copy straight from guest memory instead of allocating copies.
+fn in_guest<'a, const N: usize>(
+    c: &'a mut C<'_>,
+    spans: [(i32, i32); N],
+) -> Result<([&'a [u8]; N], &'a mut HostState)> {
+    let m = memory(c)?;
+    let (mem, state) = m.data_and_store_mut(&mut *c);
+    let mem: &'a [u8] = mem;
+    let mut out: [&'a [u8]; N] = [&[]; N];
+    for (slot, (ptr, len)) in out.iter_mut().zip(spans) {
+        let start = ptr as u32 as usize;
+        *slot = start
+            .checked_add(len as u32 as usize)
+            .and_then(|end| mem.get(start..end))
+            .ok_or_else(|| anyhow!("guest passed an out-of-bounds buffer ({ptr:#x}, {len})"))?;
+    }
+    Ok((out, state))
+}
+
+/// A header name from the guest, checked like [`read_lower`] but not copied.
+fn header_name(bytes: &[u8]) -> Result<&[u8]> {
+    std::str::from_utf8(bytes).map_err(|_| anyhow!("guest passed a non-UTF-8 string"))?;
+    Ok(bytes)
+}
+
 fn read_str(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String> {
     String::from_utf8(read(c, ptr, len)?).map_err(|_| anyhow!("guest passed a non-UTF-8 string"))
 }
@@ -318,8 +347,23 @@ fn write_u64(c: &mut C<'_>, ptr: i32, v: u64) -> Result<()> {
 /// Copies bytes into guest memory allocated by the guest (as cpp-host's copyToPointerSize):
 /// empty data is returned as (0, 0) without allocating.
 fn copy_out(c: &mut C<'_>, data: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<()> {
+    copy_out_with(c, data.len(), ptr_ptr, size_ptr, |dst, _| {
+        dst.copy_from_slice(data);
+        Ok(())
+    })
+}
+
+/// [`copy_out`] for data the host writes straight into the guest's buffer: `fill` gets the
+/// `size` bytes the guest allocated and the host state.
+fn copy_out_with(
+    c: &mut C<'_>,
+    size: usize,
+    ptr_ptr: i32,
+    size_ptr: i32,
+    fill: impl FnOnce(&mut [u8], &mut HostState) -> Result<()>,
+) -> Result<()> {
     let mut p = 0u32;
-    if !data.is_empty() {
+    if size > 0 {
         let alloc = match c.data().allocator.clone() {
             Some(f) => f,
             None => {
@@ -334,14 +378,20 @@ fn copy_out(c: &mut C<'_>, data: &[u8], ptr_ptr: i32, size_ptr: i32) -> Result<(
                 f
             }
         };
-        p = alloc.call(&mut *c, data.len() as i32)? as u32;
+        p = alloc.call(&mut *c, size as i32)? as u32;
         if p == 0 {
-            bail!("guest allocator returned null for {} bytes", data.len());
+            bail!("guest allocator returned null for {size} bytes");
         }
-        write(c, p as i32, data)?;
+        let m = memory(c)?;
+        let (mem, state) = m.data_and_store_mut(&mut *c);
+        let dst = (p as usize)
+            .checked_add(size)
+            .and_then(|end| mem.get_mut(p as usize..end))
+            .ok_or_else(|| anyhow!("guest allocator returned an out-of-bounds buffer {p:#x}"))?;
+        fill(dst, state)?;
     }
     write_u32(c, ptr_ptr, p)?;
-    write_u32(c, size_ptr, data.len() as u32)
+    write_u32(c, size_ptr, size as u32)
 }
 
 fn count(c: &mut C<'_>, name: &str) -> Result<()> {
@@ -508,8 +558,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, kind: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
             count(&mut c, "proxy_get_header_map_pairs")?;
-            let bytes = serialize_map(c.data_mut().header_map(kind)?);
-            copy_out(&mut c, &bytes, ptr_ptr, size_ptr)?;
+            // Serialized straight into the guest's buffer (no intermediate copy).
+            let size = serialized_len(c.data_mut().header_map(kind)?);
+            copy_out_with(&mut c, size, ptr_ptr, size_ptr, |dst, st| {
+                serialize_map_into(st.header_map(kind)?, dst);
+                Ok(())
+            })?;
             Ok(status::OK)
         },
     )?;
@@ -533,13 +587,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, ptr_ptr: i32, size_ptr: i32| -> Result<i32> {
             count(&mut c, "proxy_get_header_map_value")?;
-            let key = read_lower(&mut c, kp, kl)?;
+            let ([key], st) = in_guest(&mut c, [(kp, kl)])?;
+            let key = header_name(key)?;
             // Envoy returns the first value of a repeated header.
-            let value = c
-                .data_mut()
+            let value = st
                 .header_map(kind)?
                 .iter()
-                .find(|(k, _)| *k == key)
+                .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(key))
                 .map(|(_, v)| v.clone());
             match value {
                 Some(v) => {
@@ -566,20 +620,29 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_replace_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> Result<i32> {
             count(&mut c, "proxy_replace_header_map_value")?;
-            let key = read_lower(&mut c, kp, kl)?;
-            let value = read(&mut c, vp, vl)?;
-            let m = c.data_mut().header_map(kind)?;
+            let ([key, value], st) = in_guest(&mut c, [(kp, kl), (vp, vl)])?;
+            let key = header_name(key)?;
+            let m = st.header_map(kind)?;
             // Envoy's setCopy: the first entry keeps its place, the other values are removed.
-            match m.iter().position(|(k, _)| *k == key) {
+            match m
+                .iter()
+                .position(|(k, _)| k.as_bytes().eq_ignore_ascii_case(key))
+            {
                 Some(i) => {
-                    m[i].1 = value;
+                    if let Some((_, v)) = m.get_mut(i) {
+                        v.clear();
+                        v.extend_from_slice(value);
+                    }
                     let mut j = 0;
                     m.retain(|(k, _)| {
                         j += 1;
-                        j - 1 == i || *k != key
+                        j - 1 == i || !k.as_bytes().eq_ignore_ascii_case(key)
                     });
                 }
-                None => m.push((key, value)),
+                None => m.push((
+                    String::from_utf8_lossy(key).to_ascii_lowercase(),
+                    value.to_vec(),
+                )),
             }
             Ok(status::OK)
         },
@@ -589,8 +652,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
         "proxy_remove_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32| -> Result<i32> {
             count(&mut c, "proxy_remove_header_map_value")?;
-            let key = read_lower(&mut c, kp, kl)?;
-            c.data_mut().header_map(kind)?.retain(|(k, _)| *k != key);
+            let ([key], st) = in_guest(&mut c, [(kp, kl)])?;
+            let key = header_name(key)?;
+            st.header_map(kind)?
+                .retain(|(k, _)| !k.as_bytes().eq_ignore_ascii_case(key));
             Ok(status::OK)
         },
     )?;
