@@ -10,6 +10,10 @@ One Envoy (one worker, pinned to one CPU) serves one listener per variant; each 
   extras: e-rl  otlp-gate accepting with a per-token rate limit that never trips (limits enabled)
           f-th  otlp-gate rejecting an unknown token with failed-auth throttling at its defaults
                 (after 30 failures the address gets 429 for 5 minutes: what an attacker meets)
+  baselines that split a gap into "what Envoy charges for the action" and "what otlp-gate adds":
+          d-edit   the minimal filter making otlp-gate's four header edits on accept
+          d-rej    the minimal filter's bare 401
+          d-reply  the minimal filter sending otlp-gate's exact 401 (checked byte for byte)
 
 Load comes from wrk (HTTP/1.1) and h2load (h2, several streams per connection), pinned to the
 other CPU, in interleaved rounds (each round runs every variant once per protocol, in a rotated
