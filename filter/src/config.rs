@@ -162,9 +162,10 @@ impl Config {
     }
 }
 
-/// Constant-time equality of two digests.
-pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Equality without an early exit, so timing does not reveal how many leading bytes matched
+/// (the length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// SHA-256 of a token.
@@ -1180,6 +1181,10 @@ mod tests {
         assert!(ct_eq(&a, &b));
         b[31] ^= 1;
         assert!(!ct_eq(&a, &b));
+        assert!(ct_eq(b"", b""));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"), "different lengths");
         assert_eq!(parse_hex_digest(&hex(&a)), Some(a));
     }
 }

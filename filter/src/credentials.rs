@@ -59,7 +59,7 @@ impl<'h> Found<'h> {
     /// Looks at one header; true when it is a credential header (Authorization or the
     /// configured API-key header).
     pub fn see(&mut self, name: &str, value: &'h [u8], sources: Sources<'_>) -> bool {
-        if crate::gate::same(name, "authorization") {
+        if crate::headers::same(name, "authorization") {
             if self.authorization.replace(value).is_some() {
                 self.malformed
                     .get_or_insert("more than one Authorization header");
@@ -67,7 +67,7 @@ impl<'h> Found<'h> {
             true
         } else if sources
             .api_key_header
-            .is_some_and(|k| crate::gate::same(name, k))
+            .is_some_and(|k| crate::headers::same(name, k))
         {
             if self.api_key.replace(value).is_some() {
                 self.malformed.get_or_insert("more than one API-key header");

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use crate::cidr;
 use crate::config::{Config, Token};
 use crate::credentials::{self, Presented, Sources};
+use crate::headers::same;
 use crate::metrics::Outcome;
 use crate::rate::Bucket;
 use crate::reply::{self, Refusal, Reply};
@@ -107,13 +108,6 @@ pub fn next_generation(current: Option<&[u8]>, hash: &str) -> (Vec<u8>, u64) {
 /// Shared-data key of a failed-auth slot.
 pub fn slot_key(index: u32) -> String {
     format!("otlp_gate.failed_auth.{index}")
-}
-
-/// String equality with the length compared first, inline: most header names differ in
-/// length from the few the gate looks for, so most comparisons end there.
-#[inline(always)]
-pub(crate) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes() == b.as_bytes()
 }
 
 /// Decides what happens to a request. `headers` are the request headers as Envoy holds them

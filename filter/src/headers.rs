@@ -9,6 +9,13 @@
 /// One header: lower-case name, raw value. Repeated headers are separate entries.
 pub type Header<'a> = (&'a str, &'a [u8]);
 
+/// Header-name equality with the length compared first, inline: most header names differ in
+/// length from the few the gate looks for, so most comparisons end there.
+#[inline(always)]
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes() == b.as_bytes()
+}
+
 fn u32_at(b: &[u8], at: usize) -> Option<usize> {
     let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
     usize::try_from(u32::from_le_bytes(bytes)).ok()

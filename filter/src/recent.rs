@@ -12,6 +12,8 @@
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 
+use crate::config::ct_eq;
+
 /// Slots per VM (a power of two). Each holds one token's bytes and its index.
 pub const SLOTS: usize = 4096;
 
@@ -31,11 +33,6 @@ impl std::fmt::Debug for Recent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Recent(<redacted>)")
     }
-}
-
-/// Equal-length inputs are compared without an early exit (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Recent {
@@ -111,13 +108,5 @@ mod tests {
         let shown = format!("{r:?}");
         assert!(!shown.contains("secret-token-value"), "{shown}");
         assert!(shown.contains("redacted"));
-    }
-
-    #[test]
-    fn constant_time_compare_is_exact() {
-        assert!(ct_eq(b"", b""));
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"ab"));
     }
 }

@@ -19,8 +19,9 @@ pub struct Conflict;
 pub const CAS_ATTEMPTS: usize = 8;
 
 /// Applies `update` to the current value (or `None`) and stores the result with CAS,
-/// retrying on conflicts; an unchanged value is not written back. Returns the update's result, or `None` when every attempt conflicted
-/// (the caller then decides without shared state — never by blocking).
+/// retrying on conflicts; an unchanged value is not written back. Returns the update's result,
+/// or `None` when every attempt conflicted (the caller then decides without shared state —
+/// never by blocking).
 pub fn update<T>(
     store: &mut dyn SharedStore,
     key: &str,

@@ -290,14 +290,8 @@ pub(crate) fn read(c: &mut C<'_>, ptr: i32, len: i32) -> Result<Vec<u8>> {
 
 /// A header name from the guest, lower-cased as Envoy's `LowerCaseString` does: one copy.
 fn read_lower(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String> {
-    let m = memory(c)?;
-    let start = ptr as u32 as usize;
-    let bytes = start
-        .checked_add(len as u32 as usize)
-        .and_then(|end| m.data(&*c).get(start..end))
-        .ok_or_else(|| anyhow!("guest passed an out-of-bounds buffer ({ptr:#x}, {len})"))?;
-    let s = std::str::from_utf8(bytes).map_err(|_| anyhow!("guest passed a non-UTF-8 string"))?;
-    Ok(s.to_ascii_lowercase())
+    let ([name], _) = in_guest(c, [(ptr, len)])?;
+    Ok(header_name(name)?.to_ascii_lowercase())
 }
 
 /// The guest's bytes at `(ptr, len)` for each span, borrowed in place next to the host state:
@@ -320,10 +314,9 @@ fn in_guest<'a, const N: usize>(
     Ok((out, state))
 }
 
-/// A header name from the guest, checked like [`read_lower`] but not copied.
-fn header_name(bytes: &[u8]) -> Result<&[u8]> {
-    std::str::from_utf8(bytes).map_err(|_| anyhow!("guest passed a non-UTF-8 string"))?;
-    Ok(bytes)
+/// A header name from the guest, in place: it must be UTF-8.
+fn header_name(bytes: &[u8]) -> Result<&str> {
+    std::str::from_utf8(bytes).map_err(|_| anyhow!("guest passed a non-UTF-8 string"))
 }
 
 fn read_str(c: &mut C<'_>, ptr: i32, len: i32) -> Result<String> {
@@ -593,7 +586,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             let value = st
                 .header_map(kind)?
                 .iter()
-                .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(key))
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
                 .map(|(_, v)| v.clone());
             match value {
                 Some(v) => {
@@ -624,10 +617,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             let key = header_name(key)?;
             let m = st.header_map(kind)?;
             // Envoy's setCopy: the first entry keeps its place, the other values are removed.
-            match m
-                .iter()
-                .position(|(k, _)| k.as_bytes().eq_ignore_ascii_case(key))
-            {
+            match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(key)) {
                 Some(i) => {
                     if let Some((_, v)) = m.get_mut(i) {
                         v.clear();
@@ -636,13 +626,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
                     let mut j = 0;
                     m.retain(|(k, _)| {
                         j += 1;
-                        j - 1 == i || !k.as_bytes().eq_ignore_ascii_case(key)
+                        j - 1 == i || !k.eq_ignore_ascii_case(key)
                     });
                 }
-                None => m.push((
-                    String::from_utf8_lossy(key).to_ascii_lowercase(),
-                    value.to_vec(),
-                )),
+                None => m.push((key.to_ascii_lowercase(), value.to_vec())),
             }
             Ok(status::OK)
         },
@@ -655,7 +642,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
             let ([key], st) = in_guest(&mut c, [(kp, kl)])?;
             let key = header_name(key)?;
             st.header_map(kind)?
-                .retain(|(k, _)| !k.as_bytes().eq_ignore_ascii_case(key));
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(key));
             Ok(status::OK)
         },
     )?;
