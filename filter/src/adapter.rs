@@ -1,7 +1,7 @@
 //! The thin proxy-wasm glue: read the configuration and request headers, call the pure core,
 //! apply its decision, count it. Nothing here decides anything.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -14,7 +14,7 @@ use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MetricTyp
 use crate::config::{self, Config};
 use crate::gate::{self, Decision, Env};
 use crate::headers;
-use crate::metrics::{self, Outcome};
+use crate::metrics::{self, Outcome, Pending};
 use crate::reply::{GrpcCode, Reply};
 use crate::route::Signal;
 use crate::shared::{Conflict, SharedStore};
@@ -25,7 +25,12 @@ proxy_wasm::main! {{
 }}
 
 /// Expiry warnings are repeated once a day while the plugin runs.
-const EXPIRY_WARNING_PERIOD: Duration = Duration::from_secs(86_400);
+const EXPIRY_WARNING_PERIOD_S: i64 = 86_400;
+
+/// How often the root context wakes up: it refreshes the recent clock reading requests are
+/// checked against (see `gate::CLOCK_MARGIN_S`) and flushes counter sums to Envoy. Counters
+/// therefore lag by at most this, far below any scrape interval.
+const TICK: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// Token ids whose expiry gauge this VM has set: a token removed by a later config gets
@@ -52,6 +57,10 @@ fn bump_by(id: Option<u32>, n: i64) {
 
 fn bump(id: Option<u32>) {
     bump_by(id, 1);
+}
+
+fn seconds(ns: i64) -> i64 {
+    ns.div_euclid(1_000_000_000)
 }
 
 fn now_ns() -> i64 {
@@ -96,55 +105,124 @@ const SIGNALS: [Option<Signal>; 4] = [
     Some(Signal::Traces),
     None,
 ];
-type ByOutcome = [[Option<u32>; Outcome::ALL.len()]; 4];
 
-fn define_by_outcome(name: fn(Option<Signal>, Outcome) -> String) -> ByOutcome {
-    let mut ids = [[None; Outcome::ALL.len()]; 4];
-    for (si, signal) in SIGNALS.into_iter().enumerate() {
-        for outcome in Outcome::ALL {
-            ids[si][outcome.index()] = metric(MetricType::Counter, &name(signal, outcome));
-        }
-    }
-    ids
+/// Dense counter indices (for `Pending`): requests by signal and outcome, dry-run forwards by
+/// signal and would-be outcome, shared-data conflicts, then four counters per token.
+const BY_OUTCOME: usize = SIGNALS.len() * Outcome::ALL.len();
+const REQUESTS: usize = 0;
+const DRY_RUN: usize = BY_OUTCOME;
+const CONFLICTS: usize = 2 * BY_OUTCOME;
+const PER_TOKEN: usize = CONFLICTS + 1;
+const TOKEN_REQUESTS: usize = 0;
+const TOKEN_THROTTLED: usize = 1;
+const TOKEN_THROTTLED_BYTES: usize = 2;
+const TOKEN_BYTES: usize = 3;
+
+fn by_outcome(base: usize, signal: Option<Signal>, outcome: Outcome) -> usize {
+    base + metrics::signal_index(signal) * Outcome::ALL.len() + outcome.index()
+}
+
+fn per_token(token: usize, which: usize) -> usize {
+    PER_TOKEN + token * 4 + which
+}
+
+/// The request-path counters: Envoy's ids and the sums not yet handed over.
+struct Counters {
+    /// Metric id by dense index: `None` = not defined yet (per-token counters are defined at
+    /// their first flush), `Some(None)` = Envoy refused it. A plain table: no hashing.
+    ids: Vec<Option<Option<u32>>>,
+    pending: Pending,
 }
 
 /// What a plugin instance holds once its config is valid; shared with its HTTP contexts.
 struct Loaded {
     config: Config,
     generation: u64,
-    requests: ByOutcome,
-    dry_run: ByOutcome,
-    conflicts: Option<u32>,
-    /// Per-token counters by token index, each defined on first use (`None` = not yet,
-    /// `Some(None)` = Envoy refused it). A plain table: no hashing per request.
-    per_token: RefCell<Vec<[Option<Option<u32>>; 4]>>,
+    /// The host clock as last read (at load, then every tick).
+    recent_ns: Cell<i64>,
+    counters: RefCell<Counters>,
 }
 
-const TOKEN_REQUESTS: u8 = 0;
-const TOKEN_THROTTLED: u8 = 1;
-const TOKEN_THROTTLED_BYTES: u8 = 2;
-const TOKEN_BYTES: u8 = 3;
-
 impl Loaded {
-    fn token_counter(&self, token: usize, which: u8) -> Option<u32> {
-        let mut table = self.per_token.borrow_mut();
-        let slot = table.get_mut(token)?.get_mut(usize::from(which))?;
-        *slot.get_or_insert_with(|| {
-            let id = &self.config.tokens.get(token)?.id;
-            let name = match which {
+    fn new(config: Config, generation: u64, now_ns: i64) -> Loaded {
+        let len = PER_TOKEN + 4 * config.tokens.len();
+        let loaded = Loaded {
+            config,
+            generation,
+            recent_ns: Cell::new(now_ns),
+            counters: RefCell::new(Counters {
+                ids: vec![None; len],
+                pending: Pending::new(len),
+            }),
+        };
+        // Every label combination of the fixed counters exists from the start (at 0), so
+        // rates and alerts work before the first request of a kind.
+        for i in 0..PER_TOKEN {
+            loaded.id(&mut loaded.counters.borrow_mut().ids, i);
+        }
+        loaded
+    }
+
+    /// Envoy's id of the counter at dense index `i`, defined on first use.
+    fn id(&self, ids: &mut [Option<Option<u32>>], i: usize) -> Option<u32> {
+        *ids.get_mut(i)?.get_or_insert_with(|| self.define(i))
+    }
+
+    /// Defines the counter at dense index `i` in Envoy.
+    fn define(&self, i: usize) -> Option<u32> {
+        let labels = |k: usize| {
+            let signal = *SIGNALS.get(k / Outcome::ALL.len())?;
+            Some((signal, *Outcome::ALL.get(k % Outcome::ALL.len())?))
+        };
+        let name = if i < DRY_RUN {
+            let (signal, outcome) = labels(i - REQUESTS)?;
+            metrics::requests_total(signal, outcome)
+        } else if i < CONFLICTS {
+            let (signal, outcome) = labels(i - DRY_RUN)?;
+            metrics::dry_run_total(signal, outcome)
+        } else if i == CONFLICTS {
+            metrics::SHARED_DATA_CONFLICTS.to_owned()
+        } else {
+            let k = i - PER_TOKEN;
+            let id = &self.config.tokens.get(k / 4)?.id;
+            match k % 4 {
                 TOKEN_REQUESTS => metrics::token_requests_total(id),
                 TOKEN_THROTTLED => metrics::token_throttled_total(id),
                 TOKEN_THROTTLED_BYTES => metrics::token_throttled_bytes_total(id),
                 _ => metrics::token_bytes_total(id),
-            };
-            metric(MetricType::Counter, &name)
-        })
+            }
+        };
+        metric(MetricType::Counter, &name)
+    }
+
+    /// Counts `n` on counter `i`; Envoy sees it at the next flush.
+    fn count(&self, i: usize, n: i64) {
+        self.counters.borrow_mut().pending.add(i, n);
+    }
+
+    /// Hands the pending sums to Envoy (one hostcall per counter touched since the last).
+    fn flush(&self) {
+        let mut counters = self.counters.borrow_mut();
+        let Counters { ids, pending } = &mut *counters;
+        pending.drain(|i, n| bump_by(self.id(ids, i), n));
+    }
+}
+
+impl Drop for Loaded {
+    /// The last holder of a configuration lets go: a root context that loaded a newer one or
+    /// that Envoy deleted (`proxy_on_done`, `proxy_on_delete`: the plugin was replaced or
+    /// removed), or a stream that outlived both. Nothing counted is lost. (Flushing here rather
+    /// than in `on_done` as well: overriding it costs 2.5 KB of SDK trait glue.)
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
 #[derive(Default)]
 struct Root {
     loaded: Option<Rc<Loaded>>,
+    /// When the next round of expiry warnings is due (Unix seconds).
+    next_warning_s: i64,
 }
 
 impl Context for Root {}
@@ -179,9 +257,11 @@ impl RootContext for Root {
         for w in config.warnings() {
             warn!("otlp-gate: {w}");
         }
-        for w in config.expiry_warnings(now_ns().div_euclid(1_000_000_000)) {
+        let now = now_ns();
+        for w in config.expiry_warnings(seconds(now)) {
             warn!("otlp-gate: {w}");
         }
+        self.next_warning_s = seconds(now).saturating_add(EXPIRY_WARNING_PERIOD_S);
         let generation =
             crate::shared::update(&mut Host { loaded: None }, gate::GENERATION_KEY, |cur| {
                 gate::next_generation(cur, &config.sha256_hex)
@@ -219,24 +299,30 @@ impl RootContext for Root {
             config.tokens.len(),
             config.sha256_hex
         );
-        let per_token = vec![[None; 4]; config.tokens.len()];
-        self.loaded = Some(Rc::new(Loaded {
-            config,
-            generation,
-            requests: define_by_outcome(metrics::requests_total),
-            dry_run: define_by_outcome(metrics::dry_run_total),
-            conflicts: metric(MetricType::Counter, metrics::SHARED_DATA_CONFLICTS),
-            per_token: RefCell::new(per_token),
-        }));
-        self.set_tick_period(EXPIRY_WARNING_PERIOD);
+        // The previous configuration's sums go out now (or when its last stream ends).
+        if let Some(old) = self.loaded.take() {
+            old.flush();
+        }
+        self.loaded = Some(Rc::new(Loaded::new(config, generation, now)));
+        if let Err(e) = hostcalls::set_tick_period(TICK) {
+            // Without ticks the recent clock reading would go stale: refuse the plugin.
+            error!("otlp-gate: the host refused a tick period ({e:?}); configuration not loaded");
+            self.loaded = None;
+            return false;
+        }
         true
     }
 
     fn on_tick(&mut self) {
-        if let Some(l) = &self.loaded {
-            for w in l.config.expiry_warnings(now_ns().div_euclid(1_000_000_000)) {
+        let Some(l) = &self.loaded else { return };
+        let now = now_ns();
+        l.recent_ns.set(now);
+        l.flush();
+        if seconds(now) >= self.next_warning_s {
+            for w in l.config.expiry_warnings(seconds(now)) {
                 warn!("otlp-gate: {w}");
             }
+            self.next_warning_s = seconds(now).saturating_add(EXPIRY_WARNING_PERIOD_S);
         }
     }
 
@@ -286,7 +372,13 @@ impl Env for Host<'_> {
     }
 
     fn contended(&mut self) {
-        bump(self.loaded.and_then(|l| l.conflicts));
+        if let Some(l) = self.loaded {
+            l.count(CONFLICTS, 1);
+        }
+    }
+
+    fn now_ns(&mut self) -> i64 {
+        now_ns()
     }
 }
 
@@ -310,7 +402,7 @@ impl HttpContext for Stream {
         let decision = gate::decide(
             &l.config,
             headers.iter().copied(),
-            now_ns(),
+            l.recent_ns.get(),
             l.generation,
             &mut Host { loaded: Some(&l) },
         );
@@ -373,10 +465,10 @@ impl HttpContext for Stream {
                 now_ns(),
                 &mut Host { loaded: Some(&l) },
             ) {
-                bump(l.conflicts);
+                l.count(CONFLICTS, 1);
             }
-            bump_by(
-                l.token_counter(token, TOKEN_BYTES),
+            l.count(
+                per_token(token, TOKEN_BYTES),
                 i64::try_from(bytes).unwrap_or(i64::MAX),
             );
         }
@@ -386,27 +478,23 @@ impl HttpContext for Stream {
 
 fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
     let Some(outcome) = d.outcome else { return };
-    let si = metrics::signal_index(d.signal);
-    bump(l.requests[si][outcome.index()]);
+    l.count(by_outcome(REQUESTS, d.signal, outcome), 1);
     if let Some(would_be) = d.would_be {
-        bump(l.dry_run[si][would_be.index()]);
+        l.count(by_outcome(DRY_RUN, d.signal, would_be), 1);
     }
     let Some(token) = d.token else { return };
     if outcome == Outcome::Accepted {
-        bump(l.token_counter(token, TOKEN_REQUESTS));
+        l.count(per_token(token, TOKEN_REQUESTS), 1);
     }
     if outcome == Outcome::RateLimited || d.would_be == Some(Outcome::RateLimited) {
-        bump(l.token_counter(token, TOKEN_THROTTLED));
+        l.count(per_token(token, TOKEN_THROTTLED), 1);
         // Throttled bytes are what the client declared (the body is never read).
         let declared_len = headers
             .iter()
             .find(|(n, _)| *n == "content-length")
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
             .unwrap_or(0);
-        bump_by(
-            l.token_counter(token, TOKEN_THROTTLED_BYTES),
-            declared_len.max(0),
-        );
+        l.count(per_token(token, TOKEN_THROTTLED_BYTES), declared_len.max(0));
     }
 }
 

@@ -17,11 +17,12 @@ const CONFIG_ERRORS: &str = include_str!("../../tests/cases/config_errors.json")
 const DEFAULT_NOW: &str = "2026-06-01T00:00:00Z";
 const DEFAULT_SOURCE: &str = "192.0.2.1:40000";
 
-/// The native stand-in for Envoy: shared data in memory and a settable peer address.
+/// The native stand-in for Envoy: shared data in memory, a settable peer address and clock.
 #[derive(Default)]
 struct TestEnv {
     store: MemStore,
     peer: Option<std::net::IpAddr>,
+    now_ns: i64,
 }
 
 impl SharedStore for TestEnv {
@@ -36,6 +37,9 @@ impl SharedStore for TestEnv {
 impl Env for TestEnv {
     fn peer(&mut self) -> Option<std::net::IpAddr> {
         self.peer
+    }
+    fn now_ns(&mut self) -> i64 {
+        self.now_ns
     }
 }
 
@@ -99,13 +103,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 fn decide<'c>(
     cfg: &'c config::Config,
     headers: &[(String, String)],
-    now_ns: i64,
+    recent_ns: i64,
     env: &mut TestEnv,
 ) -> gate::Decision<'c> {
     // Through the host's serialized form, as the adapter reads it.
     let block = crate::headers::serialize(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     let pairs = crate::headers::parse(&block).expect("serialized headers parse");
-    gate::decide(cfg, pairs.iter().copied(), now_ns, 1, env)
+    gate::decide(cfg, pairs.iter().copied(), recent_ns, 1, env)
 }
 
 /// Checks a decoded Status against `{"code", "message_contains", "retry_delay"}`.
@@ -145,174 +149,191 @@ fn behaviour_tables() {
     for case in cases {
         let name = case["name"].as_str().unwrap();
         assert!(names.insert(name), "duplicate case name {name}");
-        let cfg_json = &doc["configs"][case["config"].as_str().unwrap()];
-        let cfg = config::parse(cfg_json.to_string().as_bytes())
-            .unwrap_or_else(|e| panic!("{name}: config refused: {e:?}"));
-        let now =
-            parse_rfc3339(case["now"].as_str().unwrap_or(DEFAULT_NOW)).unwrap() * 1_000_000_000;
-        let req = &case["request"];
-        let headers = request_headers(req, &doc["tokens"]);
-        let mut env = TestEnv::default();
-        // Earlier requests at the same instant (rate limits, failed-auth counting).
-        if let Some(prior) = case.get("prior") {
-            let preq = prior.get("request").unwrap_or(req);
-            let ph = request_headers(preq, &doc["tokens"]);
-            env.peer = peer_of(preq);
-            for _ in 0..prior["count"].as_u64().unwrap() {
-                decide(&cfg, &ph, now, &mut env);
-            }
+        // The same decision whether the recent clock reading is exact or nearly a margin old
+        // (validity boundaries within the margin take the exact clock).
+        for lag_s in [0, gate::CLOCK_MARGIN_S - 1] {
+            check_case(&doc, case, lag_s);
         }
-        env.peer = peer_of(req);
-        let d = decide(&cfg, &headers, now, &mut env);
-        let exp = &case["expect"];
+    }
+}
 
+/// One behaviour case through `gate::decide`, the recent clock reading `lag_s` seconds old.
+fn check_case(doc: &Value, case: &Value, lag_s: i64) {
+    let label = format!(
+        "{} (recent clock {lag_s} s old)",
+        case["name"].as_str().unwrap()
+    );
+    let name = label.as_str();
+    let cfg_json = &doc["configs"][case["config"].as_str().unwrap()];
+    let cfg = config::parse(cfg_json.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{name}: config refused: {e:?}"));
+    let now = parse_rfc3339(case["now"].as_str().unwrap_or(DEFAULT_NOW)).unwrap() * 1_000_000_000;
+    let recent = now - lag_s * 1_000_000_000;
+    let req = &case["request"];
+    let headers = request_headers(req, &doc["tokens"]);
+    let mut env = TestEnv {
+        now_ns: now,
+        ..TestEnv::default()
+    };
+    // Earlier requests at the same instant (rate limits, failed-auth counting).
+    if let Some(prior) = case.get("prior") {
+        let preq = prior.get("request").unwrap_or(req);
+        let ph = request_headers(preq, &doc["tokens"]);
+        env.peer = peer_of(preq);
+        for _ in 0..prior["count"].as_u64().unwrap() {
+            decide(&cfg, &ph, recent, &mut env);
+        }
+    }
+    env.peer = peer_of(req);
+    let d = decide(&cfg, &headers, recent, &mut env);
+    let exp = &case["expect"];
+
+    assert_eq!(
+        d.outcome.map(|o| o.as_str()),
+        exp["outcome"].as_str(),
+        "{name}: outcome"
+    );
+    assert_eq!(
+        d.would_be.map(|o| o.as_str()),
+        exp["would_be"].as_str(),
+        "{name}: would-be outcome"
+    );
+    assert_eq!(
+        metrics::signal_label(d.signal),
+        exp["signal"].as_str().unwrap(),
+        "{name}: signal"
+    );
+    if let Some(id) = exp["token_id"].as_str() {
         assert_eq!(
-            d.outcome.map(|o| o.as_str()),
-            exp["outcome"].as_str(),
-            "{name}: outcome"
+            d.token.map(|i| cfg.tokens[i].id.as_str()),
+            Some(id),
+            "{name}: token id"
         );
-        assert_eq!(
-            d.would_be.map(|o| o.as_str()),
-            exp["would_be"].as_str(),
-            "{name}: would-be outcome"
-        );
-        assert_eq!(
-            metrics::signal_label(d.signal),
-            exp["signal"].as_str().unwrap(),
-            "{name}: signal"
-        );
-        if let Some(id) = exp["token_id"].as_str() {
+    }
+    match (&d.action, exp.get("forward"), exp.get("reply")) {
+        (Action::Forward(f), Some(want), None) => {
+            // Apply the decision the way the adapter does, then look at what upstream sees.
+            let mut up = headers.clone();
+            for n in f.removes() {
+                assert!(
+                    headers.iter().any(|(h, _)| h == n),
+                    "{name}: removes {n}, which the request does not carry"
+                );
+            }
+            up.retain(|(n, _)| !f.removes().any(|r| r == n));
+            // A set replaces every value of its name (Envoy's setCopy).
+            for (n, v) in f.sets() {
+                up.retain(|(h, _)| h != n);
+                up.push((n.to_string(), v.to_string()));
+            }
+            if let Some(p) = &f.path {
+                up.retain(|(n, _)| n != ":path");
+                up.push((":path".into(), p.to_string()));
+            }
             assert_eq!(
-                d.token.map(|i| cfg.tokens[i].id.as_str()),
-                Some(id),
-                "{name}: token id"
+                header(&up, ":path"),
+                vec![want["path"].as_str().unwrap()],
+                "{name}: path"
             );
-        }
-        match (&d.action, exp.get("forward"), exp.get("reply")) {
-            (Action::Forward(f), Some(want), None) => {
-                // Apply the decision the way the adapter does, then look at what upstream sees.
-                let mut up = headers.clone();
-                for n in f.removes() {
-                    assert!(
-                        headers.iter().any(|(h, _)| h == n),
-                        "{name}: removes {n}, which the request does not carry"
-                    );
-                }
-                up.retain(|(n, _)| !f.removes().any(|r| r == n));
-                // A set replaces every value of its name (Envoy's setCopy).
-                for (n, v) in f.sets() {
-                    up.retain(|(h, _)| h != n);
-                    up.push((n.to_string(), v.to_string()));
-                }
-                if let Some(p) = &f.path {
-                    up.retain(|(n, _)| n != ":path");
-                    up.push((":path".into(), p.to_string()));
-                }
+            for (hn, hv) in want["headers"].as_object().unwrap() {
                 assert_eq!(
-                    header(&up, ":path"),
-                    vec![want["path"].as_str().unwrap()],
-                    "{name}: path"
+                    header(&up, hn),
+                    vec![hv.as_str().unwrap()],
+                    "{name}: upstream {hn}"
                 );
-                for (hn, hv) in want["headers"].as_object().unwrap() {
-                    assert_eq!(
-                        header(&up, hn),
-                        vec![hv.as_str().unwrap()],
-                        "{name}: upstream {hn}"
-                    );
-                }
-                for hn in want["absent"].as_array().unwrap() {
-                    assert!(
-                        header(&up, hn.as_str().unwrap()).is_empty(),
-                        "{name}: {hn} reached upstream"
-                    );
-                }
             }
-            (Action::Reply(r), None, Some(want)) => {
-                assert_eq!(
-                    u64::from(r.status),
-                    want["status"].as_u64().unwrap(),
-                    "{name}: status"
+            for hn in want["absent"].as_array().unwrap() {
+                assert!(
+                    header(&up, hn.as_str().unwrap()).is_empty(),
+                    "{name}: {hn} reached upstream"
                 );
-                if let Some(code) = want.get("grpc_status") {
-                    let (c, msg) = r
-                        .grpc
-                        .as_ref()
-                        .unwrap_or_else(|| panic!("{name}: not a gRPC reply"));
-                    assert_eq!(*c as u64, code.as_u64().unwrap(), "{name}: grpc status");
-                    assert!(
-                        msg.contains(want["grpc_message_contains"].as_str().unwrap()),
-                        "{name}: grpc message"
-                    );
-                    if let Some(delay) = want.get("retry_delay") {
-                        let bin = header(&r.headers, "grpc-status-details-bin");
-                        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-                            .decode(bin[0])
+            }
+        }
+        (Action::Reply(r), None, Some(want)) => {
+            assert_eq!(
+                u64::from(r.status),
+                want["status"].as_u64().unwrap(),
+                "{name}: status"
+            );
+            if let Some(code) = want.get("grpc_status") {
+                let (c, msg) = r
+                    .grpc
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{name}: not a gRPC reply"));
+                assert_eq!(*c as u64, code.as_u64().unwrap(), "{name}: grpc status");
+                assert!(
+                    msg.contains(want["grpc_message_contains"].as_str().unwrap()),
+                    "{name}: grpc message"
+                );
+                if let Some(delay) = want.get("retry_delay") {
+                    let bin = header(&r.headers, "grpc-status-details-bin");
+                    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(bin[0])
+                        .unwrap();
+                    let status = RpcStatus::decode(raw.as_slice()).unwrap();
+                    let want = serde_json::json!({"code": code, "message_contains": "", "retry_delay": delay});
+                    check_status(name, &status, &want);
+                }
+                return;
+            }
+            assert!(r.grpc.is_none(), "{name}: unexpected gRPC reply");
+            for (hn, hv) in want["headers"].as_object().unwrap() {
+                assert_eq!(
+                    header(&r.headers, hn),
+                    vec![hv.as_str().unwrap()],
+                    "{name}: reply {hn}"
+                );
+            }
+            let body = &want["body"];
+            match body["encoding"].as_str().unwrap() {
+                "healthz" => {
+                    let v: Value = serde_json::from_slice(&r.body).unwrap();
+                    assert_eq!(v["status"], "ok", "{name}");
+                    assert_eq!(v["tokens"], body["tokens"], "{name}");
+                    assert_eq!(v["config_sha256"], cfg.sha256_hex.as_str(), "{name}");
+                    assert_eq!(v["generation"], 1, "{name}");
+                }
+                "protobuf" => {
+                    check_status(name, &RpcStatus::decode(r.body.as_slice()).unwrap(), body)
+                }
+                _ => {
+                    let v: Value = serde_json::from_slice(&r.body).unwrap();
+                    let mut status = RpcStatus {
+                        code: v["code"].as_i64().unwrap() as i32,
+                        message: v["message"].as_str().unwrap().into(),
+                        details: vec![],
+                    };
+                    if let Some(d) = v["details"].as_array().and_then(|d| d.first()) {
+                        assert_eq!(d["@type"], RETRY_INFO_TYPE, "{name}");
+                        let secs: i64 = d["retryDelay"]
+                            .as_str()
+                            .unwrap()
+                            .trim_end_matches('s')
+                            .parse()
                             .unwrap();
-                        let status = RpcStatus::decode(raw.as_slice()).unwrap();
-                        let want = serde_json::json!({"code": code, "message_contains": "", "retry_delay": delay});
-                        check_status(name, &status, &want);
+                        status.details.push(crate::reply::Any {
+                            type_url: RETRY_INFO_TYPE.into(),
+                            value: RetryInfo {
+                                retry_delay: Some(crate::reply::Duration {
+                                    seconds: secs,
+                                    nanos: 0,
+                                }),
+                            }
+                            .encode_to_vec(),
+                        });
                     }
-                    continue;
-                }
-                assert!(r.grpc.is_none(), "{name}: unexpected gRPC reply");
-                for (hn, hv) in want["headers"].as_object().unwrap() {
-                    assert_eq!(
-                        header(&r.headers, hn),
-                        vec![hv.as_str().unwrap()],
-                        "{name}: reply {hn}"
-                    );
-                }
-                let body = &want["body"];
-                match body["encoding"].as_str().unwrap() {
-                    "healthz" => {
-                        let v: Value = serde_json::from_slice(&r.body).unwrap();
-                        assert_eq!(v["status"], "ok", "{name}");
-                        assert_eq!(v["tokens"], body["tokens"], "{name}");
-                        assert_eq!(v["config_sha256"], cfg.sha256_hex.as_str(), "{name}");
-                        assert_eq!(v["generation"], 1, "{name}");
-                    }
-                    "protobuf" => {
-                        check_status(name, &RpcStatus::decode(r.body.as_slice()).unwrap(), body)
-                    }
-                    _ => {
-                        let v: Value = serde_json::from_slice(&r.body).unwrap();
-                        let mut status = RpcStatus {
-                            code: v["code"].as_i64().unwrap() as i32,
-                            message: v["message"].as_str().unwrap().into(),
-                            details: vec![],
-                        };
-                        if let Some(d) = v["details"].as_array().and_then(|d| d.first()) {
-                            assert_eq!(d["@type"], RETRY_INFO_TYPE, "{name}");
-                            let secs: i64 = d["retryDelay"]
-                                .as_str()
-                                .unwrap()
-                                .trim_end_matches('s')
-                                .parse()
-                                .unwrap();
-                            status.details.push(crate::reply::Any {
-                                type_url: RETRY_INFO_TYPE.into(),
-                                value: RetryInfo {
-                                    retry_delay: Some(crate::reply::Duration {
-                                        seconds: secs,
-                                        nanos: 0,
-                                    }),
-                                }
-                                .encode_to_vec(),
-                            });
-                        }
-                        check_status(name, &status, body);
-                    }
+                    check_status(name, &status, body);
                 }
             }
-            _ => panic!(
-                "{name}: expected {}, got the other action",
-                if exp.get("forward").is_some() {
-                    "forward"
-                } else {
-                    "reply"
-                }
-            ),
         }
+        _ => panic!(
+            "{name}: expected {}, got the other action",
+            if exp.get("forward").is_some() {
+                "forward"
+            } else {
+                "reply"
+            }
+        ),
     }
 }
 

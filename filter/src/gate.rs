@@ -1,5 +1,5 @@
-//! The decision for one request, as a function of the configuration, the request headers, the
-//! clock and an `Env` (client address and shared data). The proxy-wasm adapter only reads
+//! The decision for one request, as a function of the configuration, the request headers, a
+//! recent clock reading and an `Env` (client address, shared data, the exact clock). The proxy-wasm adapter only reads
 //! headers in, applies the result and counts it; natively `Env` is a fake, so all of this is
 //! table-tested without wasm.
 
@@ -23,6 +23,40 @@ pub trait Env: SharedStore {
     fn peer(&mut self) -> Option<IpAddr>;
     /// A shared-data update gave up after repeated CAS conflicts (counted by the adapter).
     fn contended(&mut self) {}
+    /// The host clock now, in nanoseconds since the Unix epoch. Each reading is a hostcall,
+    /// so `decide` asks only when the recent reading it was given cannot settle a check.
+    fn now_ns(&mut self) -> i64;
+}
+
+/// A token's validity boundary (`not_before`, `expires_at`) less than this ahead of the recent
+/// clock reading is checked against the exact clock. The adapter refreshes the recent reading
+/// on every tick (100 ms), so only a timer late by more than a minute could let a request
+/// through after its token expired. A boundary at or before the recent reading has been
+/// reached (unless the wall clock is stepped backwards, until the next tick).
+pub const CLOCK_MARGIN_S: i64 = 60;
+
+/// The clock as one decision sees it: the recent reading, and the exact one once read.
+struct Clock {
+    recent_ns: i64,
+    exact_ns: Option<i64>,
+}
+
+impl Clock {
+    fn exact_ns(&mut self, env: &mut dyn Env) -> i64 {
+        *self.exact_ns.get_or_insert_with(|| env.now_ns())
+    }
+
+    /// Whether the instant `at` (Unix seconds) has been reached.
+    fn reached(&mut self, at: i64, env: &mut dyn Env) -> bool {
+        let recent = self.recent_ns.div_euclid(1_000_000_000);
+        if at <= recent {
+            true
+        } else if at > recent.saturating_add(CLOCK_MARGIN_S) {
+            false
+        } else {
+            self.exact_ns(env).div_euclid(1_000_000_000) >= at
+        }
+    }
 }
 
 /// Header changes for a forwarded request.
@@ -111,18 +145,24 @@ pub fn slot_key(index: u32) -> String {
 }
 
 /// Decides what happens to a request. `headers` are the request headers as Envoy holds them
-/// (lower-case names, pseudo-headers included, one entry per value).
+/// (lower-case names, pseudo-headers included, one entry per value). `recent_ns` is a reading
+/// of the host clock taken at most a tick ago: it settles validity windows away from their
+/// boundaries and failed-auth windows (seconds); rate buckets and boundaries within
+/// [`CLOCK_MARGIN_S`] use `Env::now_ns`.
 pub fn decide<'c, 'h, H>(
     cfg: &'c Config,
     headers: H,
-    now_ns: i64,
+    recent_ns: i64,
     generation: u64,
     env: &mut dyn Env,
 ) -> Decision<'c>
 where
     H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
 {
-    let now = now_ns.div_euclid(1_000_000_000);
+    let mut clock = Clock {
+        recent_ns,
+        exact_ns: None,
+    };
     let sources = Sources {
         accept_basic: cfg.accept_basic,
         api_key_header: cfg.api_key_header.as_deref(),
@@ -277,7 +317,7 @@ where
                 ),
                 Some((i, token)) => (
                     Some((i, token)),
-                    token_failure(cfg, token, signal, now, now_ns, headers.clone(), env),
+                    token_failure(cfg, token, signal, &mut clock, headers.clone(), env),
                 ),
             },
         };
@@ -310,6 +350,8 @@ where
         && let Some(ip) = client(cfg, headers.clone(), env)
     {
         let key = slot_key(throttle::slot_index(ip, policy.table_size));
+        // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
+        let now = clock.recent_ns.div_euclid(1_000_000_000);
         match shared::update(env, &key, |cur| {
             let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
             (slot.encode(), blocked)
@@ -343,8 +385,7 @@ fn token_failure<'h, H>(
     cfg: &Config,
     token: &Token,
     signal: Signal,
-    now: i64,
-    now_ns: i64,
+    clock: &mut Clock,
     headers: H,
     env: &mut dyn Env,
 ) -> Option<Failure>
@@ -358,14 +399,14 @@ where
             "token disabled",
         ));
     }
-    if token.not_before.is_some_and(|nb| now < nb) {
+    if token.not_before.is_some_and(|nb| !clock.reached(nb, env)) {
         return Some((
             Refusal::InvalidToken("token not yet valid"),
             Outcome::Expired,
             "token not yet valid",
         ));
     }
-    if token.expires_at.is_some_and(|exp| now >= exp) {
+    if token.expires_at.is_some_and(|exp| clock.reached(exp, env)) {
         return Some((
             Refusal::InvalidToken("token expired"),
             Outcome::Expired,
@@ -391,6 +432,7 @@ where
         }
     }
     if let Some(rate) = &token.rate {
+        let now_ns = clock.exact_ns(env);
         let admitted = shared::update(env, &rate_key(&token.id), |cur| {
             let mut b = cur
                 .and_then(Bucket::decode)
@@ -459,6 +501,153 @@ pub fn charge_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::MemStore;
+
+    /// Counts exact clock readings (each one a hostcall in Envoy).
+    struct ClockEnv {
+        store: MemStore,
+        now_ns: i64,
+        reads: u32,
+    }
+
+    impl SharedStore for ClockEnv {
+        fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            self.store.get(key)
+        }
+        fn set(
+            &mut self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), shared::Conflict> {
+            self.store.set(key, value, cas)
+        }
+    }
+
+    impl Env for ClockEnv {
+        fn peer(&mut self) -> Option<IpAddr> {
+            None
+        }
+        fn now_ns(&mut self) -> i64 {
+            self.reads += 1;
+            self.now_ns
+        }
+    }
+
+    const S: i64 = 1_000_000_000;
+    /// 2027-01-01T00:00:00Z and 2026-01-01T00:00:00Z.
+    const EXPIRES: i64 = 1_798_761_600;
+    const NOT_BEFORE: i64 = 1_767_225_600;
+
+    fn clock_config() -> Config {
+        let json = r#"{"tokens": [
+            {"id": "windowed", "token": "windowed-token-0123456789",
+             "not_before": "2026-01-01T00:00:00Z", "expires_at": "2027-01-01T00:00:00Z"},
+            {"id": "open", "token": "open-token-0123456789abc"},
+            {"id": "limited", "token": "limited-token-0123456789",
+             "rate": {"requests_per_second": 5, "burst": 5}}
+        ]}"#;
+        crate::config::parse(json.as_bytes()).unwrap()
+    }
+
+    /// Outcome and exact-clock readings of one OTLP/HTTP trace export with `token`.
+    fn run(token: &str, recent_s: i64, exact_s: i64) -> (Outcome, u32) {
+        let cfg = clock_config();
+        let auth = format!("Bearer {token}");
+        let headers = [
+            (":method", &b"POST"[..]),
+            (":path", b"/observability/v1/traces"),
+            ("content-type", b"application/x-protobuf"),
+            ("authorization", auth.as_bytes()),
+        ];
+        let mut env = ClockEnv {
+            store: MemStore::default(),
+            now_ns: exact_s * S,
+            reads: 0,
+        };
+        let d = decide(&cfg, headers.iter().copied(), recent_s * S, 1, &mut env);
+        (d.outcome.unwrap(), env.reads)
+    }
+
+    #[test]
+    fn the_exact_clock_is_read_only_near_a_validity_boundary_or_for_a_rate() {
+        use Outcome::{Accepted, Expired};
+        let m = CLOCK_MARGIN_S;
+        // (token, recent reading, exact clock, outcome, exact readings)
+        let table = [
+            ("open-token-0123456789abc", EXPIRES, EXPIRES, Accepted, 0),
+            (
+                "windowed-token-0123456789",
+                EXPIRES - m - 1,
+                EXPIRES - m,
+                Accepted,
+                0,
+            ),
+            // A boundary within the margin ahead of the recent reading: the exact clock decides.
+            (
+                "windowed-token-0123456789",
+                EXPIRES - m,
+                EXPIRES - 1,
+                Accepted,
+                1,
+            ),
+            (
+                "windowed-token-0123456789",
+                EXPIRES - 1,
+                EXPIRES,
+                Expired,
+                1,
+            ),
+            (
+                "windowed-token-0123456789",
+                EXPIRES - 30,
+                EXPIRES + 5,
+                Expired,
+                1,
+            ),
+            // At or past a boundary by the recent reading: reached, no reading needed.
+            (
+                "windowed-token-0123456789",
+                EXPIRES,
+                EXPIRES + 1,
+                Expired,
+                0,
+            ),
+            (
+                "windowed-token-0123456789",
+                NOT_BEFORE,
+                NOT_BEFORE,
+                Accepted,
+                0,
+            ),
+            (
+                "windowed-token-0123456789",
+                NOT_BEFORE - m - 1,
+                NOT_BEFORE - m,
+                Expired,
+                0,
+            ),
+            (
+                "windowed-token-0123456789",
+                NOT_BEFORE - 10,
+                NOT_BEFORE - 1,
+                Expired,
+                1,
+            ),
+            (
+                "windowed-token-0123456789",
+                NOT_BEFORE - 10,
+                NOT_BEFORE,
+                Accepted,
+                1,
+            ),
+            // Rate buckets always use the exact clock, read once per decision.
+            ("limited-token-0123456789", EXPIRES, EXPIRES, Accepted, 1),
+        ];
+        for (i, (token, recent, exact, outcome, reads)) in table.into_iter().enumerate() {
+            assert_eq!(run(token, recent, exact), (outcome, reads), "row {i}");
+        }
+    }
 
     #[test]
     fn generations_count_distinct_contents() {

@@ -136,9 +136,90 @@ pub const DRY_RUN_ENABLED: &str = "otlp_gate_dry_run_enabled";
 pub const TOKENS_LOADED: &str = "otlp_gate_tokens_loaded";
 pub const CONFIG_GENERATION: &str = "otlp_gate_config_generation";
 
+/// Counter increments held in wasm memory until the next flush. Each `proxy_increment_metric`
+/// is a hostcall (about 0.8 µs of Envoy CPU with V8), and an accepted request bumps two
+/// counters; the adapter hands the sums to the host on every tick (100 ms) instead, so a
+/// busy worker makes a handful of hostcalls per tick rather than two per request.
+/// Counters are dense indices; only the ones touched since the last flush are visited.
+#[derive(Debug, Default)]
+pub struct Pending {
+    sums: Vec<i64>,
+    touched: Vec<usize>,
+}
+
+impl Pending {
+    /// Room for counters `0..len`.
+    pub fn new(len: usize) -> Pending {
+        Pending {
+            sums: vec![0; len],
+            touched: Vec::new(),
+        }
+    }
+
+    /// Adds `n` (≥ 0) to counter `index`; an index out of range is ignored.
+    pub fn add(&mut self, index: usize, n: i64) {
+        let Some(sum) = self.sums.get_mut(index) else {
+            return;
+        };
+        if n <= 0 {
+            return;
+        }
+        if *sum == 0 {
+            self.touched.push(index);
+        }
+        *sum = sum.saturating_add(n);
+    }
+
+    /// Hands every non-zero sum to `flush` (index, sum) and starts again from zero.
+    pub fn drain(&mut self, mut flush: impl FnMut(usize, i64)) {
+        for &i in &self.touched {
+            if let Some(sum) = self.sums.get_mut(i) {
+                flush(i, std::mem::take(sum));
+            }
+        }
+        self.touched.clear();
+    }
+
+    /// Whether nothing is waiting to be flushed.
+    pub fn is_empty(&self) -> bool {
+        self.touched.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_sums_are_flushed_once_and_then_start_over() {
+        let mut p = Pending::new(4);
+        assert!(p.is_empty());
+        p.add(2, 1);
+        p.add(0, 5);
+        p.add(2, 3);
+        p.add(1, 0); // nothing to count: not visited
+        p.add(9, 1); // out of range: ignored, never a panic
+        p.add(3, -4); // counters only grow
+        let mut got = Vec::new();
+        p.drain(|i, n| got.push((i, n)));
+        assert_eq!(
+            got,
+            vec![(2, 4), (0, 5)],
+            "each touched counter once, in order"
+        );
+        assert!(p.is_empty());
+        let mut again = Vec::new();
+        p.drain(|i, n| again.push((i, n)));
+        assert!(again.is_empty(), "a flushed sum is not sent twice");
+        p.add(2, i64::MAX);
+        p.add(2, 7);
+        p.drain(|i, n| again.push((i, n)));
+        assert_eq!(
+            again,
+            vec![(2, i64::MAX)],
+            "saturates instead of overflowing"
+        );
+    }
 
     #[test]
     fn names_encode_labels() {

@@ -117,6 +117,7 @@ def main(argv: list[str]) -> int:
         step("what the receiver (standing in for Alloy) got")
         print(indent(stack.summary_text()))
         step("the gate's metrics (Envoy /stats/prometheus on the probe listener)")
+        time.sleep(3 * st.FILTER_TICK_S)  # counters reach Envoy's stats on the filter's tick
         prom = stack.prometheus()
         for (name, labels), value in sorted(prom.items()):
             if name.startswith("otlp_gate_") and value and "dry_run" not in name:

@@ -39,6 +39,10 @@ HAPROXY_CFG = ROOT / "envoy" / "haproxy.cfg"
 ECDS_NAME = "otlp-gate.yaml"
 ECDS_STATS = "extension_config_discovery.http_filter.otlp-gate."
 CLI = ROOT / "target" / "release" / "otlp-gate"
+# The filter sums its counters in each worker's VM and hands them to Envoy's stats on every tick
+# (100 ms): a stats read right after a request may not show it yet. Tests poll for what they
+# expect, or wait a few ticks when they expect nothing to move.
+FILTER_TICK_S = 0.1
 
 
 def envoy_binary() -> str:
@@ -95,6 +99,19 @@ def cli_check(path: Path) -> subprocess.CompletedProcess:
 
 
 # ----------------------------------------------------------------------------- waiting
+
+
+def settled(read: Callable[[], object], timeout: float = 5) -> object:
+    """`read()` once two readings two filter ticks apart agree: counts of earlier requests
+    that were still in the filter's VMs have reached Envoy's stats."""
+    deadline = time.monotonic() + timeout
+    last = read()
+    while True:
+        time.sleep(2 * FILTER_TICK_S)
+        now = read()
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05,

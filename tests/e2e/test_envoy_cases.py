@@ -103,6 +103,19 @@ def gate_stats(s: st.Stack) -> dict[str, int]:
     return {x["name"].removeprefix("wasmcustom."): x.get("value", 0) for x in r.json()["stats"] if "value" in x}
 
 
+def stats_after(s: st.Stack, before: dict[str, int], key: str | None) -> dict[str, int]:
+    """The gate's counters once `key` has moved past `before` (sums reach Envoy's stats on the
+    filter's tick); with no key, after a few ticks, so that anything wrongly counted shows."""
+    if key is None:
+        time.sleep(3 * st.FILTER_TICK_S)
+        return gate_stats(s)
+
+    def moved():
+        now = gate_stats(s)
+        return now if now.get(key, 0) > before.get(key, 0) else None
+    return st.wait_until(moved, 5, f"{key} to be counted")
+
+
 def send_http(s: st.Stack, req: dict, source: str) -> st.Response:
     headers = headers_of(req)
     ctype = next((v for k, v in headers if k.lower() == "content-type"), "")
@@ -160,7 +173,7 @@ def test_case_against_real_envoy(replay, cli, case):
     use_config(replay, case["config"])
     source = SOURCES[case["name"]]
 
-    stats_before = gate_stats(replay)
+    stats_before = st.settled(lambda: gate_stats(replay))
     seq_before = replay.last_seq()
     prior = case.get("prior")
     for _ in range((prior or {}).get("count", 0)):
@@ -170,7 +183,9 @@ def test_case_against_real_envoy(replay, cli, case):
     result = send_grpc(replay, req) if grpc_case else send_http(replay, req, source)
     time.sleep(0.05)  # let the receiver record a forwarded request before we look
     forwarded = replay.received(seq_before)
-    delta = {k: v - stats_before.get(k, 0) for k, v in gate_stats(replay).items()}
+    outcome = expect.get("outcome")
+    key = f"otlp_gate_requests_total.signal.{expect.get('signal', 'none')}.outcome.{outcome}" if outcome else None
+    delta = {k: v - stats_before.get(k, 0) for k, v in stats_after(replay, stats_before, key).items()}
 
     if "forward" in expect:
         fwd = expect["forward"]
@@ -217,12 +232,10 @@ def test_case_against_real_envoy(replay, cli, case):
                     assert delays == [body["retry_delay"]], f"{case['name']}: RetryInfo"
 
     # The gate's counters, read from Envoy's stats.
-    outcome = expect.get("outcome")
     counted = {k: v for k, v in delta.items() if k.startswith("otlp_gate_requests_total.") and v}
     if outcome is None:
         assert counted == {}, f"{case['name']}: counted as {sorted(counted)}"
     else:
-        key = f"otlp_gate_requests_total.signal.{expect.get('signal', 'none')}.outcome.{outcome}"
         if prior:
             assert delta.get(key, 0) >= 1, f"{case['name']}: {key} not incremented"
         else:

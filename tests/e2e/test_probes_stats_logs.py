@@ -33,7 +33,7 @@ def test_prometheus_shows_gate_counters_with_labels_and_exact_values(stack, toke
     def snapshot():
         return stack.prometheus()
 
-    before = snapshot()
+    before = st.settled(snapshot)
     team_a, team_b = tokens.value("team-a"), tokens.value("team-b-traces")
     batch = otel.make_batch("stats-check", n_spans=1, n_logs=1, n_points=1)
     kw = dict(https_url=stack.https_url, grpc_target=stack.grpc_target, ca=stack.certs.ca)
@@ -45,24 +45,34 @@ def test_prometheus_shows_gate_counters_with_labels_and_exact_values(stack, toke
     assert st.request(f"{base}/traces", "POST", [("authorization", f"Bearer {wrong}")], b"").status == 401
     assert st.request(f"{base}/profiles", "POST", [("authorization", f"Bearer {team_a}")], b"").status == 404
     assert st.request(f"{base}/traces", "GET", [("authorization", f"Bearer {team_a}")]).status == 405
-    after = snapshot()
-
-    def delta(name, **labels):
-        return st.sample(after, name, **labels) - st.sample(before, name, **labels)
-
     expected = {
         ("traces", "accepted"): 2, ("logs", "accepted"): 1, ("metrics", "accepted"): 1,
         ("logs", "forbidden_signal"): 1, ("metrics", "forbidden_signal"): 1,
         ("traces", "missing"): 1, ("logs", "missing"): 1, ("metrics", "missing"): 1,
         ("traces", "unknown"): 1, ("none", "not_found"): 1, ("traces", "method_not_allowed"): 1,
     }
-    moved = {}
-    for (name, labels), value in after.items():
-        if name == "otlp_gate_requests_total":
-            d = value - before.get((name, labels), 0)
-            if d:
-                moved[(dict(labels)["signal"], dict(labels)["outcome"])] = d
-    assert moved == expected
+
+    def moved(after):
+        out = {}
+        for (name, labels), value in after.items():
+            if name == "otlp_gate_requests_total":
+                d = value - before.get((name, labels), 0)
+                if d:
+                    out[(dict(labels)["signal"], dict(labels)["outcome"])] = d
+        return out
+    # Counter sums reach Envoy on the filter's next tick; then a few more ticks, so that a
+    # request counted twice would show.
+    try:
+        st.wait_until(lambda: moved(snapshot()) == expected, 5, "the counters to settle")
+    except TimeoutError:
+        pass  # the assertion below shows the difference
+    time.sleep(3 * st.FILTER_TICK_S)
+    after = snapshot()
+
+    def delta(name, **labels):
+        return st.sample(after, name, **labels) - st.sample(before, name, **labels)
+
+    assert moved(after) == expected
     assert delta("otlp_gate_token_requests_total", token_id="team-a") == 3
     assert delta("otlp_gate_token_requests_total", token_id="team-b-traces") == 1
     # Gauges.

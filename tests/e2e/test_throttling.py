@@ -56,7 +56,8 @@ def test_rate_limited_exporter_backs_off_and_succeeds(stack, tokens):
         assert elapsed >= 1.0, "the exporter was told to wait (Retry-After) and did"
         arrived = [r for r in stack.received(before_seq) if r["services"] == ["limited-service"]]
         assert len(arrived) == 3, "every batch arrived exactly once"
-        throttled = st.sample(stack.prometheus(), "otlp_gate_token_throttled_total", token_id="limited")
-        assert throttled > throttled_before
+        st.wait_until(lambda: st.sample(stack.prometheus(), "otlp_gate_token_throttled_total",
+                                        token_id="limited") > throttled_before,
+                      5, "the throttled requests to be counted")
     finally:
         stack.load(tokens.settings())

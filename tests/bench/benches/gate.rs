@@ -27,9 +27,9 @@ mod native {
 
     use otlp_gate::shared::{Conflict, SharedStore};
 
-    /// Shared data and peer address as the adapter would provide them.
+    /// Shared data, peer address and clock (ns) as the adapter would provide them.
     #[derive(Default)]
-    pub struct Env(HashMap<String, (Vec<u8>, u32)>);
+    pub struct Env(HashMap<String, (Vec<u8>, u32)>, pub i64);
 
     impl SharedStore for Env {
         fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -53,6 +53,10 @@ mod native {
     impl otlp_gate::gate::Env for Env {
         fn peer(&mut self) -> Option<IpAddr> {
             Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)))
+        }
+
+        fn now_ns(&mut self) -> i64 {
+            self.1
         }
     }
 }
@@ -266,6 +270,7 @@ fn main() {
                 |b| {
                     b.iter(|| {
                         now += 1_000_000;
+                        env.1 = now;
                         let h = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
                         black_box(otlp_gate::gate::decide(&cfg, h, now, 1, &mut env))
                     });

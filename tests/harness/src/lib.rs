@@ -40,6 +40,9 @@ pub const DEFAULT_FUEL: u64 = 200_000_000;
 /// Linear memory cap per VM.
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
 
+/// `root_id` once `Vm::shutdown` deleted the root context (0 means not started yet).
+const SHUT_DOWN: u32 = u32::MAX;
+
 /// A compiled module, ready to instantiate many times. Compile once per test binary (for
 /// example in a `OnceLock`): compiling is the slow part.
 pub struct Module {
@@ -462,6 +465,7 @@ impl Vm {
     fn root_id(&self) -> Result<u32> {
         match self.store.data().root_id {
             0 => bail!("VM not started: call start() first"),
+            SHUT_DOWN => bail!("the plugin was shut down (root context deleted)"),
             id => Ok(id),
         }
     }
@@ -498,6 +502,31 @@ impl Vm {
         let root = self.root_id()?;
         self.call::<i32, ()>("proxy_on_tick", root as i32, root)?;
         Ok(())
+    }
+
+    /// Tears the plugin down as Envoy does when its configuration is replaced or removed:
+    /// `proxy_on_done` on the root context, then `proxy_on_delete`. Returns what
+    /// `proxy_on_done` returned (a deferred done is not waited for, see the README). Streams
+    /// still open are not touched; the root context is gone afterwards.
+    pub fn shutdown(&mut self) -> Result<bool> {
+        let root = self.root_id()?;
+        let mut done = true;
+        if let Some(f) = self.callbacks.done.clone() {
+            self.prepare(root)?;
+            done = f
+                .call(&mut self.store, root as i32)
+                .map_err(|e| self.fail("proxy_on_done(root)", e))?
+                != 0;
+        }
+        if let Some(f) = self.callbacks.delete.clone() {
+            self.prepare(root)?;
+            f.call(&mut self.store, root as i32)
+                .map_err(|e| self.fail("proxy_on_delete(root)", e))?;
+        }
+        let d = self.store.data_mut();
+        d.contexts.retain(|&c| c != root);
+        d.root_id = SHUT_DOWN;
+        Ok(done)
     }
 
     /// The tick period the module asked for (0 = none).

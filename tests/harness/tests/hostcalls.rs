@@ -356,6 +356,28 @@ fn metrics_are_defined_by_name_and_shared_by_workers() {
 }
 
 #[test]
+fn shutdown_runs_the_root_teardown_and_then_refuses_root_calls() {
+    let world = World::new(module());
+    let mut vm = vm_with(&world, "");
+    vm.clear_logs();
+    assert!(
+        vm.shutdown().unwrap(),
+        "hostcheck's root on_done returns true"
+    );
+    assert_eq!(vm.logs_at_least(LogLevel::Info), vec!["root on_done"]);
+    let err = vm.tick().unwrap_err().to_string();
+    assert!(err.contains("shut down"), "{err}");
+    assert!(
+        vm.http_stream().is_err(),
+        "no stream without a root context"
+    );
+    assert!(
+        vm.shutdown().is_err(),
+        "a second shutdown has no root to tear down"
+    );
+}
+
+#[test]
 fn ticks_use_the_test_clock() {
     let world = World::new(module());
     let mut vm = vm_with(&world, "tick=1500");

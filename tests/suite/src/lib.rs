@@ -40,6 +40,17 @@ pub fn configured(config: &str) -> (World, Vm) {
     (world, vm)
 }
 
+/// Fires the root context's tick, as Envoy's timer does every tick period: otlp-gate then
+/// hands its counter sums to the host's stats and refreshes its recent clock reading. Tests
+/// call it before reading metrics and after moving the clock.
+pub fn tick(vm: &mut Vm) {
+    vm.tick().expect("tick");
+}
+
+/// How old otlp-gate's recent clock reading may be and still never change a decision
+/// (`gate::CLOCK_MARGIN_S` is 60: boundaries closer than that take the exact clock).
+pub const STALE_CLOCK_S: u64 = 59;
+
 /// `google.rpc.Status`, decoded independently of the filter's definitions.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Status {

@@ -25,191 +25,214 @@ fn behaviour_table_through_the_module() {
     let doc: Value = serde_json::from_str(BEHAVIOUR).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     for case in cases {
-        let name = case["name"].as_str().unwrap();
-        let config = doc["configs"][case["config"].as_str().unwrap()].to_string();
-        let (world, mut vm) = configured(&config);
-        world.set_time_unix_seconds(unix_seconds(case["now"].as_str().unwrap_or(DEFAULT_NOW)));
-        let req = &case["request"];
-        let run = |vm: &mut proxy_wasm_harness::Vm, req: &Value| {
-            let headers = request_headers(req, &doc["tokens"]);
-            let pairs: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let mut s = vm.http_stream().unwrap();
-            let source = req["source"].as_str().unwrap_or(DEFAULT_SOURCE);
-            s.set_property("source.address", source.as_bytes()).unwrap();
-            let action = s
-                .request_headers(&pairs, false)
-                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-            let up: Vec<(String, String)> = s
-                .upstream_headers()
-                .iter()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect();
-            let reply = s.local_reply().cloned();
-            s.complete().unwrap_or_else(|e| panic!("{name}: {e:#}"));
-            (action, up, reply)
-        };
-        if let Some(prior) = case.get("prior") {
-            let preq = prior.get("request").unwrap_or(req);
-            for _ in 0..prior["count"].as_u64().unwrap() {
-                run(&mut vm, preq);
-            }
-        }
-        let exp = &case["expect"];
-        let before: Vec<(String, i64)> = world
-            .metrics()
-            .into_iter()
-            .map(|(n, _, v)| (n, v))
-            .collect();
-        let (action, up, reply) = run(&mut vm, req);
-        let delta = |metric: &str| {
-            world.metric(metric).unwrap_or(0)
-                - before
-                    .iter()
-                    .find(|(n, _)| n == metric)
-                    .map_or(0, |(_, v)| *v)
-        };
-        let signal = exp["signal"].as_str().unwrap();
-        match exp["outcome"].as_str() {
-            Some(outcome) => assert_eq!(
-                delta(&format!(
-                    "otlp_gate_requests_total.signal.{signal}.outcome.{outcome}"
-                )),
-                1,
-                "{name}: requests_total{{signal={signal},outcome={outcome}}}"
-            ),
-            None => assert!(
-                world
-                    .metrics()
-                    .iter()
-                    .all(|(n, _, v)| !n.starts_with("otlp_gate_requests_total") || *v == 0),
-                "{name}: healthz must not be counted"
-            ),
-        }
-        if let Some(would_be) = exp["would_be"].as_str() {
-            assert_eq!(
-                delta(&format!(
-                    "otlp_gate_dry_run_total.signal.{signal}.outcome.{would_be}"
-                )),
-                1,
-                "{name}: dry_run_total"
+        // Twice: with the filter's recent clock reading exact, and nearly a margin old (its
+        // last tick long ago); the decision must not change.
+        for lag_s in [0, STALE_CLOCK_S] {
+            let label = format!(
+                "{} (last tick {lag_s} s ago)",
+                case["name"].as_str().unwrap()
             );
-        }
-        let values = |name_: &str| {
-            up.iter()
-                .filter(|(k, _)| k == name_)
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-        };
-        match (exp.get("forward"), exp.get("reply")) {
-            (Some(want), None) => {
-                assert_eq!(action, Action::Continue, "{name}: action");
-                assert!(reply.is_none(), "{name}: unexpected local reply");
-                assert_eq!(
-                    values(":path"),
-                    vec![want["path"].as_str().unwrap()],
-                    "{name}: upstream path"
-                );
-                for (h, v) in want["headers"].as_object().unwrap() {
-                    assert_eq!(values(h), vec![v.as_str().unwrap()], "{name}: upstream {h}");
-                }
-                for h in want["absent"].as_array().unwrap() {
-                    assert!(
-                        values(h.as_str().unwrap()).is_empty(),
-                        "{name}: {h} reached upstream"
-                    );
-                }
-                if let Some(id) = exp["token_id"]
-                    .as_str()
-                    .filter(|_| exp["outcome"] == "accepted")
-                {
-                    assert_eq!(
-                        delta(&format!("otlp_gate_token_requests_total.token_id.{id}")),
-                        1,
-                        "{name}: token counter"
-                    );
+            let name = label.as_str();
+            let config = doc["configs"][case["config"].as_str().unwrap()].to_string();
+            let (world, mut vm) = configured(&config);
+            let now = unix_seconds(case["now"].as_str().unwrap_or(DEFAULT_NOW));
+            world.set_time_unix_seconds(now - lag_s);
+            tick(&mut vm);
+            world.set_time_unix_seconds(now);
+            let req = &case["request"];
+            let run = |vm: &mut proxy_wasm_harness::Vm, req: &Value| {
+                let headers = request_headers(req, &doc["tokens"]);
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let mut s = vm.http_stream().unwrap();
+                let source = req["source"].as_str().unwrap_or(DEFAULT_SOURCE);
+                s.set_property("source.address", source.as_bytes()).unwrap();
+                let action = s
+                    .request_headers(&pairs, false)
+                    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                let up: Vec<(String, String)> = s
+                    .upstream_headers()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                let reply = s.local_reply().cloned();
+                s.complete().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                (action, up, reply)
+            };
+            if let Some(prior) = case.get("prior") {
+                let preq = prior.get("request").unwrap_or(req);
+                for _ in 0..prior["count"].as_u64().unwrap() {
+                    run(&mut vm, preq);
                 }
             }
-            (None, Some(want)) => {
-                assert_eq!(action, Action::Pause, "{name}: action");
-                let r = reply.unwrap_or_else(|| panic!("{name}: no local reply"));
+            let exp = &case["expect"];
+            tick_keeping_the_clock(&world, &mut vm, now - lag_s);
+            let before: Vec<(String, i64)> = world
+                .metrics()
+                .into_iter()
+                .map(|(n, _, v)| (n, v))
+                .collect();
+            let (action, up, reply) = run(&mut vm, req);
+            tick_keeping_the_clock(&world, &mut vm, now - lag_s);
+            let delta = |metric: &str| {
+                world.metric(metric).unwrap_or(0)
+                    - before
+                        .iter()
+                        .find(|(n, _)| n == metric)
+                        .map_or(0, |(_, v)| *v)
+            };
+            let signal = exp["signal"].as_str().unwrap();
+            match exp["outcome"].as_str() {
+                Some(outcome) => assert_eq!(
+                    delta(&format!(
+                        "otlp_gate_requests_total.signal.{signal}.outcome.{outcome}"
+                    )),
+                    1,
+                    "{name}: requests_total{{signal={signal},outcome={outcome}}}"
+                ),
+                None => assert!(
+                    world
+                        .metrics()
+                        .iter()
+                        .all(|(n, _, v)| !n.starts_with("otlp_gate_requests_total") || *v == 0),
+                    "{name}: healthz must not be counted"
+                ),
+            }
+            if let Some(would_be) = exp["would_be"].as_str() {
                 assert_eq!(
-                    u64::from(r.status),
-                    want["status"].as_u64().unwrap(),
-                    "{name}: status"
+                    delta(&format!(
+                        "otlp_gate_dry_run_total.signal.{signal}.outcome.{would_be}"
+                    )),
+                    1,
+                    "{name}: dry_run_total"
                 );
-                if let Some(code) = want.get("grpc_status") {
+            }
+            let values = |name_: &str| {
+                up.iter()
+                    .filter(|(k, _)| k == name_)
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+            };
+            match (exp.get("forward"), exp.get("reply")) {
+                (Some(want), None) => {
+                    assert_eq!(action, Action::Continue, "{name}: action");
+                    assert!(reply.is_none(), "{name}: unexpected local reply");
                     assert_eq!(
-                        r.grpc_status.map(u64::from),
-                        code.as_u64(),
-                        "{name}: grpc status"
+                        values(":path"),
+                        vec![want["path"].as_str().unwrap()],
+                        "{name}: upstream path"
                     );
-                    assert!(
-                        r.grpc_message()
-                            .contains(want["grpc_message_contains"].as_str().unwrap()),
-                        "{name}: grpc-message"
-                    );
-                    if want.get("retry_delay").is_some() {
-                        let bin = r
-                            .header("grpc-status-details-bin")
-                            .unwrap_or_else(|| panic!("{name}: no grpc-status-details-bin"));
-                        let st = Status::from_grpc_details(bin.as_bytes())
-                            .unwrap_or_else(|| panic!("{name}: bad status details"));
-                        check_status(
-                            name,
-                            &st,
-                            &serde_json::json!({"code": code, "retry_delay": want["retry_delay"]}),
+                    for (h, v) in want["headers"].as_object().unwrap() {
+                        assert_eq!(values(h), vec![v.as_str().unwrap()], "{name}: upstream {h}");
+                    }
+                    for h in want["absent"].as_array().unwrap() {
+                        assert!(
+                            values(h.as_str().unwrap()).is_empty(),
+                            "{name}: {h} reached upstream"
                         );
                     }
-                    continue;
-                }
-                assert_eq!(r.grpc_status, None, "{name}: unexpected gRPC status");
-                for (h, v) in want["headers"].as_object().unwrap() {
-                    assert_eq!(
-                        r.header(h),
-                        Some(v.as_str().unwrap()),
-                        "{name}: reply header {h}"
-                    );
-                }
-                let body = &want["body"];
-                match body["encoding"].as_str().unwrap() {
-                    "healthz" => {
-                        let v: Value = serde_json::from_slice(&r.body).unwrap();
-                        assert_eq!(v["status"], "ok", "{name}");
-                        assert_eq!(v["tokens"], body["tokens"], "{name}");
-                        assert_eq!(v["generation"], 1, "{name}");
+                    if let Some(id) = exp["token_id"]
+                        .as_str()
+                        .filter(|_| exp["outcome"] == "accepted")
+                    {
                         assert_eq!(
-                            v["config_sha256"].as_str().map(str::len),
-                            Some(64),
-                            "{name}"
+                            delta(&format!("otlp_gate_token_requests_total.token_id.{id}")),
+                            1,
+                            "{name}: token counter"
                         );
                     }
-                    "protobuf" => {
-                        let st = <Status as prost::Message>::decode(r.body.as_slice())
-                            .unwrap_or_else(|_| panic!("{name}: body is not a protobuf Status"));
-                        check_status(name, &st, body);
+                }
+                (None, Some(want)) => {
+                    assert_eq!(action, Action::Pause, "{name}: action");
+                    let r = reply.unwrap_or_else(|| panic!("{name}: no local reply"));
+                    assert_eq!(
+                        u64::from(r.status),
+                        want["status"].as_u64().unwrap(),
+                        "{name}: status"
+                    );
+                    if let Some(code) = want.get("grpc_status") {
+                        assert_eq!(
+                            r.grpc_status.map(u64::from),
+                            code.as_u64(),
+                            "{name}: grpc status"
+                        );
+                        assert!(
+                            r.grpc_message()
+                                .contains(want["grpc_message_contains"].as_str().unwrap()),
+                            "{name}: grpc-message"
+                        );
+                        if want.get("retry_delay").is_some() {
+                            let bin = r
+                                .header("grpc-status-details-bin")
+                                .unwrap_or_else(|| panic!("{name}: no grpc-status-details-bin"));
+                            let st = Status::from_grpc_details(bin.as_bytes())
+                                .unwrap_or_else(|| panic!("{name}: bad status details"));
+                            check_status(
+                                name,
+                                &st,
+                                &serde_json::json!({"code": code, "retry_delay": want["retry_delay"]}),
+                            );
+                        }
+                        continue;
                     }
-                    _ => {
-                        let st = Status::from_json(&r.body)
-                            .unwrap_or_else(|| panic!("{name}: body is not a JSON Status"));
-                        check_status(name, &st, body);
+                    assert_eq!(r.grpc_status, None, "{name}: unexpected gRPC status");
+                    for (h, v) in want["headers"].as_object().unwrap() {
+                        assert_eq!(
+                            r.header(h),
+                            Some(v.as_str().unwrap()),
+                            "{name}: reply header {h}"
+                        );
+                    }
+                    let body = &want["body"];
+                    match body["encoding"].as_str().unwrap() {
+                        "healthz" => {
+                            let v: Value = serde_json::from_slice(&r.body).unwrap();
+                            assert_eq!(v["status"], "ok", "{name}");
+                            assert_eq!(v["tokens"], body["tokens"], "{name}");
+                            assert_eq!(v["generation"], 1, "{name}");
+                            assert_eq!(
+                                v["config_sha256"].as_str().map(str::len),
+                                Some(64),
+                                "{name}"
+                            );
+                        }
+                        "protobuf" => {
+                            let st = <Status as prost::Message>::decode(r.body.as_slice())
+                                .unwrap_or_else(|_| {
+                                    panic!("{name}: body is not a protobuf Status")
+                                });
+                            check_status(name, &st, body);
+                        }
+                        _ => {
+                            let st = Status::from_json(&r.body)
+                                .unwrap_or_else(|| panic!("{name}: body is not a JSON Status"));
+                            check_status(name, &st, body);
+                        }
                     }
                 }
+                _ => panic!("{name}: a case needs exactly one of forward/reply"),
             }
-            _ => panic!("{name}: a case needs exactly one of forward/reply"),
-        }
-        // No token value ever reaches the logs.
-        for line in vm.logs() {
-            for (_, t) in doc["tokens"].as_object().unwrap() {
-                assert!(
-                    !line.message.contains(t.as_str().unwrap()),
-                    "{name}: a token was logged"
-                );
+            // No token value ever reaches the logs.
+            for line in vm.logs() {
+                for (_, t) in doc["tokens"].as_object().unwrap() {
+                    assert!(
+                        !line.message.contains(t.as_str().unwrap()),
+                        "{name}: a token was logged"
+                    );
+                }
             }
         }
     }
+}
+
+/// A tick (the filter flushes its counters) at `at`, the clock then put back where it was.
+fn tick_keeping_the_clock(world: &World, vm: &mut proxy_wasm_harness::Vm, at: u64) {
+    let now = world.now_unix_nanos();
+    world.set_time_unix_seconds(at);
+    tick(vm);
+    world.set_time_unix_nanos(now);
 }
 
 #[test]

@@ -29,6 +29,13 @@ fn workers(world: &World, n: usize, cfg: &str) -> Vec<Vm> {
         .collect()
 }
 
+/// Ticks every worker: each hands its counter sums to the shared stats.
+fn flush(vms: &mut [Vm]) {
+    for vm in vms {
+        tick(vm);
+    }
+}
+
 /// Sends one export; returns the HTTP status (200 when forwarded).
 fn send(vm: &mut Vm, token: &str, source: &str, body: Option<&[u8]>) -> u32 {
     let auth = format!("Bearer {token}");
@@ -67,6 +74,7 @@ fn one_budget_across_workers() {
         vec![200, 200, 200, 200, 429, 429],
         "burst 4 shared by three workers"
     );
+    flush(&mut vms);
     assert_eq!(
         world.metric("otlp_gate_token_throttled_total.token_id.w"),
         Some(2)
@@ -92,6 +100,7 @@ fn cas_conflicts_are_retried_and_never_lose_a_request_count() {
     world.interfere("otlp_gate.rate.w", 3);
     assert_eq!(send(&mut vms[0], TOKEN, "192.0.2.1:1", None), 200);
     assert_eq!(world.cas_conflicts(), 3);
+    flush(&mut vms);
     assert_eq!(
         world
             .metric("otlp_gate_shared_data_conflicts_total")
@@ -102,6 +111,7 @@ fn cas_conflicts_are_retried_and_never_lose_a_request_count() {
     // and counted.
     world.interfere("otlp_gate.rate.w", 8);
     assert_eq!(send(&mut vms[1], TOKEN, "192.0.2.1:1", None), 200);
+    flush(&mut vms);
     assert_eq!(
         world.metric("otlp_gate_shared_data_conflicts_total"),
         Some(1)
@@ -131,6 +141,7 @@ fn body_bytes_are_charged_as_they_pass() {
         429,
         "2200 bytes owed"
     );
+    flush(&mut vms);
     assert_eq!(
         world.metric("otlp_gate_token_bytes_total.token_id.b"),
         Some(3200)
@@ -185,6 +196,7 @@ fn failed_auth_memory_is_bounded_under_a_flood_of_addresses() {
         429
     );
     assert_eq!(send(&mut vms[1], TOKEN, "198.51.100.1:1", None), 200);
+    flush(&mut vms);
     assert_eq!(
         world.metric("otlp_gate_requests_total.signal.traces.outcome.accepted"),
         Some(1)
@@ -206,10 +218,17 @@ fn ticks_repeat_expiry_warnings() {
             .count()
     };
     assert_eq!(warned(&vm), 1, "warned at load");
-    assert_eq!(vm.tick_period(), std::time::Duration::from_secs(86_400));
-    world.advance(std::time::Duration::from_secs(86_400));
-    vm.tick().unwrap();
-    assert_eq!(warned(&vm), 2, "and again a day later");
+    assert_eq!(vm.tick_period(), std::time::Duration::from_millis(100));
+    for _ in 0..10 {
+        world.advance(std::time::Duration::from_millis(100));
+        tick(&mut vm);
+    }
+    assert_eq!(warned(&vm), 1, "ticks within the day do not repeat it");
+    world.advance(std::time::Duration::from_secs(86_399));
+    tick(&mut vm);
+    assert_eq!(warned(&vm), 2, "and again a day after load");
+    tick(&mut vm);
+    assert_eq!(warned(&vm), 2, "once per day");
     world.set_time_unix_seconds(unix_seconds("2027-01-02T00:00:00Z"));
     vm.tick().unwrap();
     assert!(
@@ -289,6 +308,100 @@ fn expiry_gauge_of_a_removed_token_drops_to_zero() {
         Some(0)
     );
     assert_eq!(world.metric("otlp_gate_tokens_loaded"), Some(1));
+}
+
+/// Counters are summed in the VM and handed to Envoy's stats on each tick (100 ms): none is
+/// lost when a reload replaces the configuration, when a stream outlives its configuration,
+/// or when the plugin is torn down.
+#[test]
+fn counters_reach_the_stats_on_the_next_tick_and_survive_reloads_and_teardown() {
+    let world = World::new(module());
+    let mut vm = workers(&world, 1, &config("")).remove(0);
+    let accepted = |w: &World| {
+        w.metric("otlp_gate_requests_total.signal.traces.outcome.accepted")
+            .unwrap_or(0)
+    };
+    for _ in 0..3 {
+        assert_eq!(send(&mut vm, TOKEN, "192.0.2.1:1", None), 200);
+    }
+    assert_eq!(accepted(&world), 0, "summed in the VM until the next tick");
+    tick(&mut vm);
+    assert_eq!(accepted(&world), 3);
+    assert_eq!(
+        world.metric("otlp_gate_token_requests_total.token_id.w"),
+        Some(3)
+    );
+    tick(&mut vm);
+    assert_eq!(accepted(&world), 3, "a sum is handed over once");
+
+    // A reload hands the old configuration's sums over at once.
+    send(&mut vm, TOKEN, "192.0.2.1:1", None);
+    assert!(
+        vm.configure(config(r#""warn_before": "1d","#).as_bytes())
+            .unwrap()
+    );
+    assert_eq!(accepted(&world), 4);
+
+    // A stream that began under the old configuration is charged and counted under it when it
+    // ends, after its configuration was replaced.
+    let auth = format!("Bearer {OTHER}");
+    let mut s = vm.http_stream().unwrap();
+    s.set_property("source.address", b"192.0.2.1:1").unwrap();
+    let h = [
+        (":method", "POST"),
+        (":path", "/observability/v1/traces"),
+        ("content-type", "application/x-protobuf"),
+        ("authorization", auth.as_str()),
+    ];
+    assert_eq!(s.request_headers(&h, false).unwrap(), Action::Continue);
+    s.vm().configure(config("").as_bytes()).unwrap();
+    assert_eq!(s.request_body(&[0u8; 700], true).unwrap(), Action::Continue);
+    s.complete().unwrap();
+    assert_eq!(
+        world.metric("otlp_gate_token_bytes_total.token_id.b"),
+        Some(700),
+        "counted when the last holder of the old configuration let go"
+    );
+    assert_eq!(accepted(&world), 5);
+
+    // Teardown hands over whatever the last tick did not.
+    world.advance(std::time::Duration::from_secs(2));
+    assert_eq!(send(&mut vm, TOKEN, "192.0.2.1:1", None), 200, "refilled");
+    assert!(vm.shutdown().unwrap());
+    assert_eq!(accepted(&world), 6);
+}
+
+/// What an accepted request costs in hostcalls, for a token without a rate limit and with an
+/// expiry far away (the runbook's typical token): one read of the request headers and the four
+/// header edits. No clock reading (the tick's reading settles the expiry check) and no counter
+/// hostcall (sums go out on the tick).
+#[test]
+fn an_accepted_request_makes_only_the_header_hostcalls() {
+    let world = World::new(module());
+    world.set_time_unix_seconds(unix_seconds("2026-06-01T00:00:00Z"));
+    let cfg = format!(
+        r#"{{"tokens": [{{"id": "t", "token": "{TOKEN}", "tenant": "team-t", "expires_at": "2027-01-01T00:00:00Z"}}]}}"#
+    );
+    let mut vm = workers(&world, 1, &cfg).remove(0);
+    // Envoy's default wasm log level: debug lines are not even formatted.
+    vm.set_log_level(LogLevel::Info);
+    assert!(vm.configure(cfg.as_bytes()).unwrap());
+    send(&mut vm, TOKEN, "192.0.2.1:1", None);
+    vm.reset_hostcalls();
+    assert_eq!(send(&mut vm, TOKEN, "192.0.2.1:1", None), 200);
+    assert_eq!(vm.hostcalls(), 5);
+    // Within a minute of its expiry the exact clock is read.
+    world.set_time_unix_seconds(unix_seconds("2026-12-31T23:59:30Z"));
+    tick(&mut vm);
+    vm.reset_hostcalls();
+    assert_eq!(send(&mut vm, TOKEN, "192.0.2.1:1", None), 200);
+    assert_eq!(vm.hostcalls(), 6);
+    world.set_time_unix_seconds(unix_seconds("2027-01-01T00:00:00Z"));
+    assert_eq!(
+        send(&mut vm, TOKEN, "192.0.2.1:1", None),
+        401,
+        "expired, before any tick"
+    );
 }
 
 /// A token the VM has already accepted (and so remembers, skipping SHA-256) is refused as soon
