@@ -254,6 +254,12 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let Err(e) = hostcalls::set_tick_period(TICK) {
+            // Without ticks the recent clock reading would go stale: refuse the configuration
+            // (whatever was loaded before stays in force).
+            error!("otlp-gate: the host refused a tick period ({e:?}); configuration not loaded");
+            return false;
+        }
         for w in config.warnings() {
             warn!("otlp-gate: {w}");
         }
@@ -304,12 +310,6 @@ impl RootContext for Root {
             old.flush();
         }
         self.loaded = Some(Rc::new(Loaded::new(config, generation, now)));
-        if let Err(e) = hostcalls::set_tick_period(TICK) {
-            // Without ticks the recent clock reading would go stale: refuse the plugin.
-            error!("otlp-gate: the host refused a tick period ({e:?}); configuration not loaded");
-            self.loaded = None;
-            return false;
-        }
         true
     }
 
@@ -486,12 +486,12 @@ fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
     if outcome == Outcome::Accepted {
         l.count(per_token(token, TOKEN_REQUESTS), 1);
     }
-    if outcome == Outcome::RateLimited || d.would_be == Some(Outcome::RateLimited) {
+    if outcome == Outcome::RateLimited || matches!(d.would_be, Some(Outcome::RateLimited)) {
         l.count(per_token(token, TOKEN_THROTTLED), 1);
         // Throttled bytes are what the client declared (the body is never read).
         let declared_len = headers
             .iter()
-            .find(|(n, _)| *n == "content-length")
+            .find(|(n, _)| headers::same(n, "content-length"))
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
             .unwrap_or(0);
         l.count(per_token(token, TOKEN_THROTTLED_BYTES), declared_len.max(0));

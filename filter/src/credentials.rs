@@ -36,7 +36,7 @@ pub enum Presented<'h> {
 /// every value of a repeated header is a separate entry).
 pub fn extract<'h, I>(headers: I, sources: Sources<'_>) -> Presented<'h>
 where
-    I: IntoIterator<Item = (&'h str, &'h [u8])>,
+    I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
 {
     let mut found = Found::default();
     for (name, value) in headers {
@@ -58,7 +58,7 @@ pub struct Found<'h> {
 impl<'h> Found<'h> {
     /// Looks at one header; true when it is a credential header (Authorization or the
     /// configured API-key header).
-    pub fn see(&mut self, name: &str, value: &'h [u8], sources: Sources<'_>) -> bool {
+    pub fn see(&mut self, name: &[u8], value: &'h [u8], sources: Sources<'_>) -> bool {
         if crate::headers::same(name, "authorization") {
             if self.authorization.replace(value).is_some() {
                 self.malformed
@@ -116,13 +116,16 @@ fn from_authorization(value: &[u8], accept_basic: bool) -> Presented<'_> {
         if param.is_empty() {
             return Presented::Malformed("Bearer scheme without a token");
         }
-        if param.contains(&b',') {
+        // One pass over a valid token; a comma (never in a b64token) is looked for only to
+        // explain a refusal.
+        let valid = is_b64token(param);
+        if !valid && param.contains(&b',') {
             return Presented::Malformed("more than one credential in Authorization");
         }
         if param.len() > MAX_TOKEN_LEN {
             return Presented::Malformed("token too long");
         }
-        if !is_b64token(param) {
+        if !valid {
             return Presented::Malformed(
                 "Bearer token is not a valid b64token (RFC 6750 section 2.1)",
             );
@@ -209,7 +212,7 @@ mod tests {
 
     fn run<'a>(headers: &'a [(&'a str, &'a str)], basic: bool, key: Option<&str>) -> Presented<'a> {
         extract(
-            headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+            headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
             Sources {
                 accept_basic: basic,
                 api_key_header: key,
@@ -406,7 +409,7 @@ mod tests {
             Presented::Malformed("token too long")
         );
         let got = extract(
-            [("authorization", &b"Bearer \xff\xfe"[..])],
+            [(&b"authorization"[..], &b"Bearer \xff\xfe"[..])],
             Sources {
                 accept_basic: true,
                 api_key_header: None,

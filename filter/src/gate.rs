@@ -157,7 +157,7 @@ pub fn decide<'c, 'h, H>(
     env: &mut dyn Env,
 ) -> Decision<'c>
 where
-    H: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
     let mut clock = Clock {
         recent_ns,
@@ -174,11 +174,11 @@ where
     let mut found = credentials::Found::default();
     let (mut has_tenant, mut has_identity) = (false, false);
     for (name, value) in headers.clone() {
-        if name.starts_with(':') {
+        if let Some(b':') = name.first() {
             // Pseudo-headers: never a credential, tenant or identity (config refuses those).
             match name {
-                ":method" => method = value,
-                ":path" => path = value,
+                b":method" => method = value,
+                b":path" => path = value,
                 _ => {}
             }
             continue;
@@ -264,31 +264,21 @@ where
     // client sent) and removes the credential and any client-sent tenant/identity header that
     // is not being set. Only headers the request carries are removed: each edit is a hostcall.
     let forward = |token: Option<&'c Token>| {
-        let mut set: [Option<(&'c str, &'c str)>; 2] = [None; 2];
-        if let Some(t) = token {
-            set[0] = t
-                .tenant
-                .as_deref()
-                .map(|tenant| (cfg.tenant_header.as_str(), tenant));
-            set[1] = Some((cfg.identity_header.as_str(), t.id.as_str()));
-        }
-        let strip = [
-            ("authorization", found.has_authorization()),
-            (
-                cfg.api_key_header.as_deref().unwrap_or(""),
-                found.has_api_key(),
-            ),
-            (cfg.tenant_header.as_str(), has_tenant),
-            (cfg.identity_header.as_str(), has_identity),
+        let tenant = token.and_then(|t| t.tenant.as_deref());
+        // The four names are distinct (the configuration refuses overlaps), so a header that
+        // is set is replaced in place and needs no removal, and no removal touches a set one.
+        let set = [
+            tenant.map(|v| (cfg.tenant_header.as_str(), v)),
+            token.map(|t| (cfg.identity_header.as_str(), t.id.as_str())),
         ];
-        // The four names are distinct (the configuration refuses overlaps).
-        let mut remove: [Option<&'c str>; 4] = [None; 4];
-        for ((name, present), slot) in strip.into_iter().zip(remove.iter_mut()) {
-            let replaced = set.iter().flatten().any(|(n, _)| same(n, name));
-            if present && !replaced {
-                *slot = Some(name);
-            }
-        }
+        let remove = [
+            found.has_authorization().then_some("authorization"),
+            cfg.api_key_header
+                .as_deref()
+                .filter(|_| found.has_api_key()),
+            (has_tenant && tenant.is_none()).then_some(cfg.tenant_header.as_str()),
+            (has_identity && token.is_none()).then_some(cfg.identity_header.as_str()),
+        ];
         Action::Forward(Forward {
             path: upstream_path.clone(),
             remove,
@@ -390,7 +380,7 @@ fn token_failure<'h, H>(
     env: &mut dyn Env,
 ) -> Option<Failure>
 where
-    H: IntoIterator<Item = (&'h str, &'h [u8])>,
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
 {
     if token.disabled {
         return Some((
@@ -460,7 +450,7 @@ where
 /// The client address: the peer, or the address a trusted proxy forwarded for.
 fn client<'h, H>(cfg: &Config, headers: H, env: &mut dyn Env) -> Option<IpAddr>
 where
-    H: IntoIterator<Item = (&'h str, &'h [u8])>,
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
 {
     let peer = env.peer();
     if cfg.trusted_proxies.is_empty() {
@@ -468,7 +458,7 @@ where
     }
     let xff = headers
         .into_iter()
-        .filter(|(n, _)| *n == "x-forwarded-for")
+        .filter(|(n, _)| same(n, "x-forwarded-for"))
         .map(|(_, v)| v);
     cidr::client_address(peer, xff, &cfg.trusted_proxies)
 }
@@ -565,7 +555,8 @@ mod tests {
             now_ns: exact_s * S,
             reads: 0,
         };
-        let d = decide(&cfg, headers.iter().copied(), recent_s * S, 1, &mut env);
+        let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), *v));
+        let d = decide(&cfg, pairs, recent_s * S, 1, &mut env);
         (d.outcome.unwrap(), env.reads)
     }
 

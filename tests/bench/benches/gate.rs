@@ -271,7 +271,7 @@ fn main() {
                     b.iter(|| {
                         now += 1_000_000;
                         env.1 = now;
-                        let h = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+                        let h = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice()));
                         black_box(otlp_gate::gate::decide(&cfg, h, now, 1, &mut env))
                     });
                 },
