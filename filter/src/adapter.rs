@@ -9,13 +9,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, GrpcStatusCode, LogLevel, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::{self, Config};
 use crate::gate::{self, Decision, Env};
 use crate::headers;
 use crate::metrics::{self, Outcome, Pending};
-use crate::reply::{GrpcCode, Reply};
+use crate::reply::Reply;
 use crate::route::Signal;
 use crate::shared::{Conflict, SharedStore};
 
@@ -77,6 +77,19 @@ unsafe extern "C" {
         map_type: u32,
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
+    ) -> u32;
+
+    /// ABI v0.2.1, as the SDK declares it; its wrappers rebuild the header block per call and
+    /// panic on an unexpected status.
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
     ) -> u32;
 }
 
@@ -498,28 +511,30 @@ fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
     }
 }
 
+/// Sends a local reply through the raw ABI call, with the header block the reply carries
+/// already serialized: nothing is built per request, and a refusal by the host is logged (the
+/// SDK's wrapper would panic, which traps the VM in Envoy).
 fn send(reply: &Reply) {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let result = match &reply.grpc {
-        Some((code, message)) => {
-            let code = match code {
-                GrpcCode::InvalidArgument => GrpcStatusCode::InvalidArgument,
-                GrpcCode::PermissionDenied => GrpcStatusCode::PermissionDenied,
-                GrpcCode::ResourceExhausted => GrpcStatusCode::ResourceExhausted,
-                GrpcCode::Unimplemented => GrpcStatusCode::Unimplemented,
-                GrpcCode::Unauthenticated => GrpcStatusCode::Unauthenticated,
-            };
-            let metadata: Vec<(&str, &[u8])> =
-                headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-            hostcalls::send_grpc_response(code, Some(message), metadata)
-        }
-        None => hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)),
+    let (status, body, grpc_status) = match &reply.grpc {
+        // Envoy sends a gRPC reply as HTTP 200 with `grpc-status` and the message.
+        Some((code, message)) => (200, message.as_bytes(), *code as i32),
+        None => (u32::from(reply.status), reply.body.as_slice(), -1),
     };
-    if let Err(e) = result {
-        error!("otlp-gate: cannot send local reply: {e:?}");
+    // SAFETY: every pointer is valid for its length for the duration of the call; the host
+    // copies what it needs before returning.
+    let result = unsafe {
+        proxy_send_local_response(
+            status,
+            std::ptr::null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            reply.wire_headers.as_ptr(),
+            reply.wire_headers.len(),
+            grpc_status,
+        )
+    };
+    if result != 0 {
+        error!("otlp-gate: the host refused the local reply (status {result})");
     }
 }

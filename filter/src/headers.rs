@@ -50,11 +50,13 @@ pub fn parse(block: &[u8]) -> Option<Vec<Header<'_>>> {
     Some(pairs)
 }
 
-/// Serializes pairs the way the host does (for the native case tables).
-#[cfg(test)]
+/// Serializes pairs the way the host does: replies hand their headers over in this form, and
+/// the native case tables feed the gate through it.
 pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone) -> Vec<u8> {
-    let count = pairs.clone().into_iter().count();
-    let mut out = Vec::new();
+    let (count, size) = pairs.clone().into_iter().fold((0, 4), |(c, s), (n, v)| {
+        (c + 1, s + 8 + n.len() + v.len() + 2)
+    });
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&u32::try_from(count).unwrap_or(u32::MAX).to_le_bytes());
     for (n, v) in pairs.clone() {
         out.extend_from_slice(&u32::try_from(n.len()).unwrap_or(u32::MAX).to_le_bytes());

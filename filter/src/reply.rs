@@ -88,6 +88,28 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Set for gRPC clients: the status code and `grpc-message`.
     pub grpc: Option<(GrpcCode, String)>,
+    /// `headers` serialized as the host reads a header map (`headers::serialize`), once: a
+    /// canned reply is then sent without building anything.
+    pub wire_headers: Vec<u8>,
+}
+
+impl Reply {
+    fn new(
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        grpc: Option<(GrpcCode, String)>,
+    ) -> Reply {
+        let wire_headers =
+            crate::headers::serialize(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        Reply {
+            status,
+            headers,
+            body,
+            grpc,
+            wire_headers,
+        }
+    }
 }
 
 impl Refusal {
@@ -189,12 +211,7 @@ impl Refusal {
                     .encode(status_msg.encode_to_vec());
                 headers.push(("grpc-status-details-bin".to_owned(), bin));
             }
-            return Reply {
-                status: 200,
-                headers,
-                body: Vec::new(),
-                grpc: Some((code, status_msg.message)),
-            };
+            return Reply::new(200, headers, Vec::new(), Some((code, status_msg.message)));
         }
         let mut headers = Vec::with_capacity(3);
         if let Some(c) = self.challenge(realm) {
@@ -211,12 +228,7 @@ impl Refusal {
             _ => ("application/json", json_status(&status_msg, retry)),
         };
         headers.push(("content-type".to_owned(), content_type.to_owned()));
-        Reply {
-            status,
-            headers,
-            body,
-            grpc: None,
-        }
+        Reply::new(status, headers, body, None)
     }
 }
 
@@ -268,15 +280,15 @@ pub fn healthz(generation: u64, config_sha256: &str, tokens: usize) -> Reply {
         "config_sha256": config_sha256,
         "tokens": tokens,
     });
-    Reply {
-        status: 200,
-        headers: vec![
+    Reply::new(
+        200,
+        vec![
             ("content-type".into(), "application/json".into()),
             ("cache-control".into(), "no-store".into()),
         ],
-        body: body.to_string().into_bytes(),
-        grpc: None,
-    }
+        body.to_string().into_bytes(),
+        None,
+    )
 }
 
 #[cfg(test)]
