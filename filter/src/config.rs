@@ -88,8 +88,10 @@ pub struct Config {
     by_id: HashMap<String, usize>,
     /// Prebuilt replies for missing and unknown credentials (in this realm).
     pub canned: crate::reply::Canned,
-    /// Tokens already found by digest, by their presented bytes (see `recent.rs`).
-    recent: crate::recent::Recent,
+    /// Tokens already found by digest, by their presented bytes, and tokens already refused
+    /// as unknown (see `recent.rs`).
+    recent: crate::recent::Recent<usize>,
+    refused: crate::recent::Recent<()>,
 }
 
 impl Config {
@@ -101,15 +103,27 @@ impl Config {
         ct_eq(&token.digest, digest).then_some((index, token))
     }
 
-    /// The configured token a client presented: remembered tokens without hashing, others by
-    /// their SHA-256 digest (and then remembered).
+    /// The configured token a client presented: remembered tokens (accepted or refused)
+    /// without hashing, others by their SHA-256 digest (and then remembered).
     pub fn lookup(&self, presented: &[u8]) -> Option<(usize, &Token)> {
         if let Some(index) = self.recent.get(presented) {
             return self.tokens.get(index).map(|t| (index, t));
         }
-        let found = self.find(&digest(presented))?;
-        self.recent.insert(presented, found.0);
-        Some(found)
+        if self.refused.get(presented).is_some() {
+            return None;
+        }
+        match self.find(&digest(presented)) {
+            Some(found) => {
+                self.recent.insert(presented, found.0);
+                Some(found)
+            }
+            None => {
+                if presented.len() <= crate::recent::MAX_REFUSED_LEN {
+                    self.refused.insert(presented, ());
+                }
+                None
+            }
+        }
     }
 
     /// Whether a token with this id is configured.
@@ -734,7 +748,8 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         by_id: ids,
         canned: crate::reply::Canned::new(&realm),
         realm,
-        recent: crate::recent::Recent::default(),
+        recent: crate::recent::Recent::new(crate::recent::ACCEPTED_SLOTS),
+        refused: crate::recent::Recent::new(crate::recent::REFUSED_SLOTS),
     })
 }
 
@@ -944,8 +959,13 @@ mod tests {
         assert_eq!(
             c.recent.len(),
             1,
-            "only the token that was found is remembered"
+            "only the token that was found is remembered as accepted"
         );
+        assert_eq!(c.refused.len(), 1, "the unknown one as refused");
+        let long = vec![b'x'; crate::recent::MAX_REFUSED_LEN + 1];
+        assert!(c.lookup(&long).is_none());
+        assert!(c.lookup(&long).is_none());
+        assert_eq!(c.refused.len(), 1, "a token too long to remember is not");
         assert_eq!(c.warnings().len(), 1);
         assert!(!c.warnings()[0].contains("plaintext-token-0001"));
     }

@@ -1,65 +1,84 @@
-//! Tokens recently found, by their presented bytes, so a client that keeps sending the same
+//! Tokens recently seen, by their presented bytes, so a client that keeps sending the same
 //! token does not pay SHA-256 on every request (a fifth to a third of an accepted request's
-//! work in wasm). Only a token whose digest matched a configured one is ever stored, so
-//! unknown tokens cannot fill the table, and they still take the digest path: rejecting costs
-//! what it cost before. Slots are compared in constant time; `Debug` is redacted.
+//! work in wasm). Two tables per configuration, so neither can crowd out the other:
+//! - tokens whose digest matched a configured one ([`ACCEPTED_SLOTS`]), with their index;
+//! - tokens refused as unknown ([`REFUSED_SLOTS`], only up to [`MAX_REFUSED_LEN`] bytes): a
+//!   client repeating a stale or revoked token (the usual refused traffic) is answered without
+//!   hashing. A flood of distinct guesses only churns this table: each guess still costs its
+//!   SHA-256, and the table of accepted tokens is untouched.
 //!
-//! A direct-mapped table of [`SLOTS`] entries (a token that lands on a taken slot replaces
-//! it; both then alternate between the table and the digest path): fixed memory, and no hash
-//! map code of its own in the module. It belongs to one parsed configuration: a reload starts
-//! a new, empty one, so a removed token is never found here after the reload that removed it.
+//! Each is direct-mapped (a token that lands on a taken slot replaces it): fixed memory, and
+//! no hash map code of its own in the module. Slots are compared in constant time; `Debug` is
+//! redacted. Both belong to one parsed configuration: a reload starts new, empty ones, so a
+//! removed token is never found after the reload that removed it, nor an added one refused.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 
 use crate::config::ct_eq;
 
-/// Slots per VM (a power of two). Each holds one token's bytes and its index.
-pub const SLOTS: usize = 4096;
+/// Slots of the accepted-token table per VM (a power of two).
+pub const ACCEPTED_SLOTS: usize = 4096;
+/// Slots of the refused-token table per VM (a power of two).
+pub const REFUSED_SLOTS: usize = 1024;
+/// Longer unknown tokens are not remembered (real tokens are 40–90 bytes), which bounds the
+/// refused table at 256 KiB per VM.
+pub const MAX_REFUSED_LEN: usize = 256;
 
-/// A remembered token's bytes and its index in the configuration.
-type Slot = Option<(Box<[u8]>, usize)>;
+/// A remembered token's bytes and what is known about it (its index, or nothing).
+type Slot<V> = Option<(Box<[u8]>, V)>;
 
-/// The table. Interior mutability: the configuration is shared read-only by every request of
+/// One table. Interior mutability: the configuration is shared read-only by every request of
 /// a VM, and a VM runs one callback at a time.
-#[derive(Clone, Default)]
-pub struct Recent {
+#[derive(Clone)]
+pub struct Recent<V> {
     /// Empty until the first token is remembered.
-    slots: RefCell<Vec<Slot>>,
+    slots: RefCell<Vec<Slot<V>>>,
+    /// A power of two.
+    size: usize,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
-impl std::fmt::Debug for Recent {
+impl<V> std::fmt::Debug for Recent<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Recent(<redacted>)")
     }
 }
 
-impl Recent {
-    fn slot(&self, token: &[u8]) -> usize {
-        // Truncation is the point: the low bits pick the slot.
-        (self.hasher.hash_one(token) as usize) & (SLOTS - 1)
+impl<V: Copy> Recent<V> {
+    /// An empty table of `size` slots (rounded up to a power of two).
+    pub fn new(size: usize) -> Recent<V> {
+        Recent {
+            slots: RefCell::new(Vec::new()),
+            size: size.next_power_of_two(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
     }
 
-    /// The token index remembered for these bytes.
-    pub fn get(&self, token: &[u8]) -> Option<usize> {
+    fn slot(&self, token: &[u8]) -> usize {
+        // Truncation is the point: the low bits pick the slot.
+        (self.hasher.hash_one(token) as usize) & (self.size - 1)
+    }
+
+    /// What is remembered for these bytes.
+    pub fn get(&self, token: &[u8]) -> Option<V> {
         let slots = self.slots.try_borrow().ok()?;
         match slots.get(self.slot(token))? {
-            Some((known, index)) if ct_eq(known, token) => Some(*index),
+            Some((known, value)) if ct_eq(known, token) => Some(*value),
             _ => None,
         }
     }
 
-    /// Remembers that `token` is the configured token at `index` (the caller has just matched
-    /// its digest), replacing whatever shared its slot.
-    pub fn insert(&self, token: &[u8], index: usize) {
+    /// Remembers `value` for `token` (the caller has just established it by digest),
+    /// replacing whatever shared its slot.
+    pub fn insert(&self, token: &[u8], value: V) {
         let at = self.slot(token);
         if let Ok(mut slots) = self.slots.try_borrow_mut() {
             if slots.is_empty() {
-                slots.resize(SLOTS, None);
+                slots.resize_with(self.size, || None);
             }
             if let Some(slot) = slots.get_mut(at) {
-                *slot = Some((token.into(), index));
+                *slot = Some((token.into(), value));
             }
         }
     }
@@ -77,9 +96,11 @@ impl Recent {
 mod tests {
     use super::*;
 
+    const SLOTS: usize = ACCEPTED_SLOTS;
+
     #[test]
     fn remembers_only_what_it_is_given_and_stays_bounded() {
-        let r = Recent::default();
+        let r = Recent::new(SLOTS);
         assert_eq!(r.get(b"tok-a"), None);
         r.insert(b"tok-a", 3);
         assert_eq!(r.get(b"tok-a"), Some(3));
@@ -103,7 +124,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_a_token() {
-        let r = Recent::default();
+        let r = Recent::new(SLOTS);
         r.insert(b"secret-token-value", 0);
         let shown = format!("{r:?}");
         assert!(!shown.contains("secret-token-value"), "{shown}");

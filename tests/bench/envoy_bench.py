@@ -79,7 +79,7 @@ VARIANTS = [
     Variant("d-rej", "minimal wasm filter rejecting (bare 401)", "d", "unknown", "4xx", ("h2",)),
     Variant("d-reply", "minimal wasm filter rejecting with otlp-gate's 401 headers and body", "dr", "unknown", "4xx", ("h2",)),
     Variant("e", "otlp-gate accepting, 1,000 tokens", "e", "good", "2xx"),
-    Variant("f", "otlp-gate rejecting unknown token (401)", "f", "unknown", "4xx"),
+    Variant("f", "otlp-gate rejecting an unknown token (401; the same token every request)", "f", "unknown", "4xx"),
     Variant("e-rl", "otlp-gate accepting, rate limit on", "erl", "good", "2xx"),
     Variant("f-th", "otlp-gate rejecting, failed-auth throttled (429)", "e", "unknown", "4xx", ("h2",)),
 ]

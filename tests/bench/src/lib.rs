@@ -137,8 +137,11 @@ pub enum Path {
     Grpc,
     /// No credentials: 401.
     Missing,
-    /// A well-formed token that is not configured: 401.
+    /// A well-formed token that is not configured, the same one every time (a client with a
+    /// stale or revoked token): 401.
     Unknown,
+    /// A different unknown token on every request (someone guessing): 401.
+    UnknownFresh,
     /// A configured token past its `expires_at`: 401.
     Expired,
     /// A token whose `signals` exclude traces: 403.
@@ -148,12 +151,13 @@ pub enum Path {
 }
 
 impl Path {
-    pub const ALL: [Path; 8] = [
+    pub const ALL: [Path; 9] = [
         Path::Accept,
         Path::AcceptRated,
         Path::Grpc,
         Path::Missing,
         Path::Unknown,
+        Path::UnknownFresh,
         Path::Expired,
         Path::OutOfScope,
         Path::Throttled,
@@ -166,6 +170,7 @@ impl Path {
             Path::Grpc => "grpc_accept",
             Path::Missing => "missing",
             Path::Unknown => "unknown",
+            Path::UnknownFresh => "unknown_fresh",
             Path::Expired => "expired",
             Path::OutOfScope => "out_of_scope",
             Path::Throttled => "throttled",
@@ -176,7 +181,7 @@ impl Path {
     pub fn expected(self) -> Option<u32> {
         match self {
             Path::Accept | Path::AcceptRated | Path::Grpc => None,
-            Path::Missing | Path::Unknown | Path::Expired => Some(401),
+            Path::Missing | Path::Unknown | Path::UnknownFresh | Path::Expired => Some(401),
             Path::OutOfScope => Some(403),
             Path::Throttled => Some(429),
         }
@@ -188,7 +193,7 @@ impl Path {
             Path::Accept | Path::Grpc => Some(tokens::ACCEPT),
             Path::AcceptRated => Some(tokens::RATED),
             Path::Missing => None,
-            Path::Unknown | Path::Throttled => Some(tokens::UNKNOWN),
+            Path::Unknown | Path::UnknownFresh | Path::Throttled => Some(tokens::UNKNOWN),
             Path::Expired => Some(tokens::EXPIRED),
             Path::OutOfScope => Some(tokens::LOGS_ONLY),
         };
@@ -248,6 +253,8 @@ impl Path {
 pub struct Request {
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The last bytes of the credential change on every run (see `Path::UnknownFresh`).
+    pub fresh_credential: bool,
 }
 
 impl Request {
@@ -255,6 +262,7 @@ impl Request {
         Request {
             headers: path.headers(),
             body: path.body(),
+            fresh_credential: path == Path::UnknownFresh,
         }
     }
 }
@@ -275,6 +283,8 @@ pub struct Scenario {
     /// How far the host clock moves per request (failed-auth windows and rate buckets see
     /// time pass, as they would under real traffic).
     pub tick: std::time::Duration,
+    /// Runs so far, which makes a fresh credential (8 hex digits) for each.
+    runs: u64,
 }
 
 impl Scenario {
@@ -301,6 +311,7 @@ impl Scenario {
             world,
             vm,
             tick: std::time::Duration::from_millis(1),
+            runs: 0,
         })
     }
 
@@ -310,8 +321,24 @@ impl Scenario {
         if !self.tick.is_zero() {
             self.world.advance(self.tick);
         }
+        self.runs += 1;
+        let fresh;
+        let headers = if req.fresh_credential {
+            let mut h = req.headers.clone();
+            let tail = format!("{:08x}", self.runs);
+            if let Some((_, v)) = h.iter_mut().find(|(n, _)| n == "authorization")
+                && let Some(at) = v.len().checked_sub(tail.len())
+            {
+                v.truncate(at);
+                v.extend_from_slice(tail.as_bytes());
+            }
+            fresh = h;
+            &fresh
+        } else {
+            &req.headers
+        };
         let mut s = self.vm.http_stream()?;
-        let action = s.request_headers_bytes(&req.headers, false)?;
+        let action = s.request_headers_bytes(headers, false)?;
         let status = s.local_reply().map(|r| r.status);
         let upstream_path = if status.is_none() {
             if action != Action::Continue {
