@@ -570,8 +570,8 @@ def machine() -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--duration", type=int, default=3, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--duration", type=int, default=2, help="seconds per run")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per variant and protocol")
     ap.add_argument("--wrk-connections", type=int, default=16)
     ap.add_argument("--h2-connections", type=int, default=4)
