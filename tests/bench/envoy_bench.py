@@ -203,6 +203,10 @@ class Setup:
         return t
 
 
+# Three of otlp-gate's 100 ms ticks: its counters reach Envoy's stats on a tick.
+GATE_COUNTER_SETTLE_S = 0.3
+
+
 def build_bootstrap(s: Setup) -> Path:
     minimal_cfg = json.dumps({"header": "authorization", "value": f"Bearer {s.good}"})
     tokens = s.tokens_with()
@@ -638,6 +642,9 @@ def main() -> int:
             r["envoy_cpu_us_per_req"] = r["envoy_cpu_s"] * 1e6 / max(1, r["requests"])
             r["connections"] = envoy.connections(v.listener) - x0
             if gate:
+                # otlp-gate hands its counter sums to Envoy on its 100 ms tick: wait a few ticks so
+                # this run's counts are all in (and none spills into the next run's).
+                time.sleep(GATE_COUNTER_SETTLE_S)
                 o1 = envoy.outcomes()
                 r["outcomes"] = {k: n - o0.get(k, 0) for k, n in o1.items() if n - o0.get(k, 0)}
             return r
