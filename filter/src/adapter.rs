@@ -94,8 +94,8 @@ unsafe extern "C" {
 }
 
 /// The request headers as the host serialized them, in one buffer read in place by
-/// [`headers::parse`]: no allocation per header (the SDK's `get_http_request_headers_bytes` makes two
-/// per header, the largest cost of a request in wasm). Empty if the host has none to give.
+/// [`headers::parse`]: no allocation per header (the SDK's `get_http_request_headers_bytes`
+/// makes two per header, the largest cost of a request in wasm). Empty if the host has none.
 fn request_header_block() -> Vec<u8> {
     const HTTP_REQUEST_HEADERS: u32 = 0;
     let mut data: *mut u8 = std::ptr::null_mut();

@@ -1,7 +1,7 @@
 //! The decision for one request, as a function of the configuration, the request headers, a
-//! recent clock reading and an `Env` (client address, shared data, the exact clock). The proxy-wasm adapter only reads
-//! headers in, applies the result and counts it; natively `Env` is a fake, so all of this is
-//! table-tested without wasm.
+//! recent clock reading and an `Env` (client address, shared data, the exact clock). The
+//! proxy-wasm adapter only reads headers in, applies the result and counts it; natively `Env`
+//! is a fake, so all of this is table-tested without wasm.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
