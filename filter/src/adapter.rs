@@ -18,6 +18,7 @@ use crate::metrics::{self, Outcome, Pending};
 use crate::reply::Reply;
 use crate::route::Signal;
 use crate::shared::{Conflict, SharedStore};
+use crate::time::seconds;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -57,10 +58,6 @@ fn bump_by(id: Option<u32>, n: i64) {
 
 fn bump(id: Option<u32>) {
     bump_by(id, 1);
-}
-
-fn seconds(ns: i64) -> i64 {
-    ns.div_euclid(1_000_000_000)
 }
 
 fn now_ns() -> i64 {

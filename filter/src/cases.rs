@@ -17,12 +17,14 @@ const CONFIG_ERRORS: &str = include_str!("../../tests/cases/config_errors.json")
 const DEFAULT_NOW: &str = "2026-06-01T00:00:00Z";
 const DEFAULT_SOURCE: &str = "192.0.2.1:40000";
 
-/// The native stand-in for Envoy: shared data in memory, a settable peer address and clock.
+/// The native stand-in for Envoy: shared data in memory, a settable peer address and clock,
+/// and a count of exact clock readings (each one a hostcall in Envoy).
 #[derive(Default)]
-struct TestEnv {
-    store: MemStore,
-    peer: Option<std::net::IpAddr>,
-    now_ns: i64,
+pub(crate) struct TestEnv {
+    pub store: MemStore,
+    pub peer: Option<std::net::IpAddr>,
+    pub now_ns: i64,
+    pub clock_reads: u32,
 }
 
 impl SharedStore for TestEnv {
@@ -39,6 +41,7 @@ impl Env for TestEnv {
         self.peer
     }
     fn now_ns(&mut self) -> i64 {
+        self.clock_reads += 1;
         self.now_ns
     }
 }

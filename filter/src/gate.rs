@@ -16,6 +16,7 @@ use crate::reply::{self, Refusal, Reply};
 use crate::route::{self, Encoding, Route, Signal};
 use crate::shared::{self, SharedStore};
 use crate::throttle::{self, Slot};
+use crate::time::seconds;
 
 /// What the gate needs from its host besides headers.
 pub trait Env: SharedStore {
@@ -48,13 +49,13 @@ impl Clock {
 
     /// Whether the instant `at` (Unix seconds) has been reached.
     fn reached(&mut self, at: i64, env: &mut dyn Env) -> bool {
-        let recent = self.recent_ns.div_euclid(1_000_000_000);
+        let recent = seconds(self.recent_ns);
         if at <= recent {
             true
         } else if at > recent.saturating_add(CLOCK_MARGIN_S) {
             false
         } else {
-            self.exact_ns(env).div_euclid(1_000_000_000) >= at
+            seconds(self.exact_ns(env)) >= at
         }
     }
 }
@@ -341,7 +342,7 @@ where
     {
         let key = slot_key(throttle::slot_index(ip, policy.table_size));
         // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
-        let now = clock.recent_ns.div_euclid(1_000_000_000);
+        let now = seconds(clock.recent_ns);
         match shared::update(env, &key, |cur| {
             let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
             (slot.encode(), blocked)
@@ -491,38 +492,7 @@ pub fn charge_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::MemStore;
-
-    /// Counts exact clock readings (each one a hostcall in Envoy).
-    struct ClockEnv {
-        store: MemStore,
-        now_ns: i64,
-        reads: u32,
-    }
-
-    impl SharedStore for ClockEnv {
-        fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            self.store.get(key)
-        }
-        fn set(
-            &mut self,
-            key: &str,
-            value: &[u8],
-            cas: Option<u32>,
-        ) -> Result<(), shared::Conflict> {
-            self.store.set(key, value, cas)
-        }
-    }
-
-    impl Env for ClockEnv {
-        fn peer(&mut self) -> Option<IpAddr> {
-            None
-        }
-        fn now_ns(&mut self) -> i64 {
-            self.reads += 1;
-            self.now_ns
-        }
-    }
+    use crate::cases::TestEnv;
 
     const S: i64 = 1_000_000_000;
     /// 2027-01-01T00:00:00Z and 2026-01-01T00:00:00Z.
@@ -550,14 +520,13 @@ mod tests {
             ("content-type", b"application/x-protobuf"),
             ("authorization", auth.as_bytes()),
         ];
-        let mut env = ClockEnv {
-            store: MemStore::default(),
+        let mut env = TestEnv {
             now_ns: exact_s * S,
-            reads: 0,
+            ..TestEnv::default()
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), *v));
         let d = decide(&cfg, pairs, recent_s * S, 1, &mut env);
-        (d.outcome.unwrap(), env.reads)
+        (d.outcome.unwrap(), env.clock_reads)
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl Pending {
     }
 
     /// Whether nothing is waiting to be flushed.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.touched.is_empty()
     }

@@ -73,6 +73,11 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
+/// Whole Unix seconds of a nanosecond clock reading (rounded down, also before 1970).
+pub fn seconds(ns: i64) -> i64 {
+    ns.div_euclid(1_000_000_000)
+}
+
 /// Parses a duration such as `90s`, `5m`, `2h`, `14d` (or a bare number of seconds).
 pub fn parse_duration(s: &str) -> Option<i64> {
     let s = s.trim();
