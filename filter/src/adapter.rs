@@ -344,6 +344,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             loaded,
             charge: None,
+            prepaid_bytes: 0,
         }))
     }
 
@@ -396,6 +397,8 @@ struct Stream {
     loaded: Rc<Loaded>,
     /// The token whose byte budget body chunks are charged to.
     charge: Option<usize>,
+    /// Body bytes still covered by what was charged at admission (the declared length).
+    prepaid_bytes: u64,
 }
 
 impl Context for Stream {}
@@ -442,6 +445,7 @@ impl HttpContext for Stream {
                 if let Some(path) = &fwd.path {
                     self.set_http_request_header(":path", Some(path));
                 }
+                self.prepaid_bytes = decision.prepaid_bytes;
                 self.charge = decision.token.filter(|&i| {
                     l.config
                         .tokens
@@ -468,11 +472,13 @@ impl HttpContext for Stream {
         if let Some(token) = self.charge {
             let l = Rc::clone(&self.loaded);
             let bytes = body_size as u64;
+            let prepaid = bytes.min(self.prepaid_bytes);
+            self.prepaid_bytes -= prepaid;
             if !gate::charge_body(
                 &l.config,
                 token,
-                bytes,
-                now_ns(),
+                bytes - prepaid,
+                l.recent_ns.get(),
                 &mut Host { loaded: Some(&l) },
             ) {
                 l.count(CONFLICTS, 1);
@@ -499,12 +505,11 @@ fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
     if outcome == Outcome::RateLimited || matches!(d.would_be, Some(Outcome::RateLimited)) {
         l.count(per_token(token, TOKEN_THROTTLED), 1);
         // Throttled bytes are what the client declared (the body is never read).
-        let declared_len = headers
-            .iter()
-            .find(|(n, _)| headers::same(n, "content-length"))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
-            .unwrap_or(0);
-        l.count(per_token(token, TOKEN_THROTTLED_BYTES), declared_len.max(0));
+        let declared = gate::declared_length(headers.iter().copied()).unwrap_or(0);
+        l.count(
+            per_token(token, TOKEN_THROTTLED_BYTES),
+            i64::try_from(declared).unwrap_or(i64::MAX),
+        );
     }
 }
 

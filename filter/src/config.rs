@@ -92,6 +92,10 @@ pub struct Config {
     /// as unknown (see `recent.rs`).
     recent: crate::recent::Recent<usize>,
     refused: crate::recent::Recent<()>,
+    /// This VM's leases of rate budgets (see `rate.rs`).
+    pub leases: crate::rate::Leases,
+    /// Client addresses this VM saw cooling down after failed authentications.
+    pub cooling: crate::throttle::Cooling,
 }
 
 impl Config {
@@ -750,6 +754,8 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         realm,
         recent: crate::recent::Recent::new(crate::recent::ACCEPTED_SLOTS),
         refused: crate::recent::Recent::new(crate::recent::REFUSED_SLOTS),
+        leases: crate::rate::Leases::default(),
+        cooling: crate::throttle::Cooling::default(),
     })
 }
 

@@ -5,13 +5,14 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use crate::cidr;
 use crate::config::{Config, Token};
 use crate::credentials::{self, Presented, Sources};
 use crate::headers::same;
 use crate::metrics::Outcome;
-use crate::rate::Bucket;
+use crate::rate::{Bucket, Lease};
 use crate::reply::{self, Refusal, Reply};
 use crate::route::{self, Encoding, Route, Signal};
 use crate::shared::{self, SharedStore};
@@ -88,8 +89,8 @@ impl<'c> Forward<'c> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<'c> {
     Forward(Forward<'c>),
-    /// Borrowed when the configuration holds it prebuilt (`reply::Canned`).
-    Reply(Cow<'c, Reply>),
+    /// Shared with the configuration, which keeps the replies it sends (`reply::Canned`).
+    Reply(Rc<Reply>),
 }
 
 /// What to do with a request and how to count it.
@@ -105,6 +106,9 @@ pub struct Decision<'c> {
     pub token: Option<usize>,
     /// Short reason for logs (never contains a credential).
     pub reason: &'static str,
+    /// Body bytes already charged to the token's byte budget (its declared `content-length`,
+    /// charged when the request was admitted); body chunks beyond them are charged as they pass.
+    pub prepaid_bytes: u64,
 }
 
 /// Why a request is refused: the reply, the outcome label and a log reason.
@@ -198,15 +202,13 @@ where
                  signal: Option<Signal>,
                  token: Option<usize>,
                  reason| Decision {
-        action: Action::Reply(match cfg.canned.get(refusal, encoding) {
-            Some(r) => Cow::Borrowed(r),
-            None => Cow::Owned(refusal.reply(encoding, &cfg.realm)),
-        }),
+        action: Action::Reply(cfg.canned.get(refusal, encoding, &cfg.realm)),
         outcome: Some(outcome),
         would_be: None,
         signal,
         token,
         reason,
+        prepaid_bytes: 0,
     };
     // Non-UTF-8 method or path cannot be an OTLP endpoint.
     let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
@@ -228,7 +230,7 @@ where
             Route::Grpc { signal } => (signal, None),
             Route::Healthz => {
                 return Decision {
-                    action: Action::Reply(Cow::Owned(reply::healthz(
+                    action: Action::Reply(Rc::new(reply::healthz(
                         generation,
                         &cfg.sha256_hex,
                         cfg.tokens.len(),
@@ -238,6 +240,7 @@ where
                     signal: None,
                     token: None,
                     reason: "healthz",
+                    prepaid_bytes: 0,
                 };
             }
             Route::MethodNotAllowed { signal, allow } => {
@@ -287,6 +290,7 @@ where
         })
     };
 
+    let mut prepaid_bytes = 0;
     let (found, failure): (Option<(usize, &Token)>, Option<Failure>) =
         match found.presented(sources) {
             Presented::Missing => (
@@ -306,10 +310,19 @@ where
                         "unknown token",
                     )),
                 ),
-                Some((i, token)) => (
-                    Some((i, token)),
-                    token_failure(cfg, token, signal, &mut clock, headers.clone(), env),
-                ),
+                Some((i, token)) => {
+                    let request = Admitted { index: i, signal };
+                    let failure = token_failure(
+                        cfg,
+                        token,
+                        &request,
+                        &mut clock,
+                        headers.clone(),
+                        env,
+                        &mut prepaid_bytes,
+                    );
+                    (Some((i, token)), failure)
+                }
             },
         };
     let index = found.map(|(i, _)| i);
@@ -323,6 +336,7 @@ where
             signal: Some(signal),
             token: index,
             reason: "accepted",
+            prepaid_bytes,
         };
     };
 
@@ -340,14 +354,22 @@ where
         && let Some(policy) = &cfg.failed_auth
         && let Some(ip) = client(cfg, headers.clone(), env)
     {
-        let key = slot_key(throttle::slot_index(ip, policy.table_size));
         // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
         let now = seconds(clock.recent_ns);
-        match shared::update(env, &key, |cur| {
-            let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
-            (slot.encode(), blocked)
-        }) {
+        let blocked = match cfg.cooling.blocked(ip, now) {
+            Some(left) => Some(Some(left)),
+            None => {
+                let key = slot_key(throttle::slot_index(ip, policy.table_size));
+                shared::update(env, &key, |cur| {
+                    let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
+                    (slot.encode(), blocked)
+                })
+            }
+        };
+        match blocked {
             Some(Some(retry_after)) => {
+                let until = now.saturating_add(i64::try_from(retry_after).unwrap_or(i64::MAX));
+                cfg.cooling.remember(ip, until);
                 refusal = Refusal::AuthThrottled { retry_after };
                 outcome = Outcome::AuthThrottled;
                 reason = "too many failed authentications from this address";
@@ -365,23 +387,42 @@ where
             signal: Some(signal),
             token: index,
             reason,
+            prepaid_bytes,
         };
     }
     reply(refusal, outcome, Some(signal), index, reason)
 }
 
+/// A request whose token was recognised: what its checks need besides the token.
+struct Admitted {
+    /// The token's index in `Config::tokens`.
+    index: usize,
+    signal: Signal,
+}
+
+/// The declared body length (`content-length`), if it is a plain decimal number (Envoy
+/// refuses others). Looked up only under a byte limit: most requests never pay for it.
+pub fn declared_length<'h>(headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) -> Option<u64> {
+    let (_, value) = headers
+        .into_iter()
+        .find(|(n, _)| same(n, "content-length"))?;
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
 /// The checks on a recognised token, in order: disabled, validity window, signal scope,
-/// source address, rate. The first failure wins.
+/// source address, rate. The first failure wins. An admitted request under a byte limit has
+/// its declared length charged; `prepaid_bytes` says how much.
 fn token_failure<'h, H>(
     cfg: &Config,
     token: &Token,
-    signal: Signal,
+    request: &Admitted,
     clock: &mut Clock,
     headers: H,
     env: &mut dyn Env,
+    prepaid_bytes: &mut u64,
 ) -> Option<Failure>
 where
-    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
     if token.disabled {
         return Some((
@@ -404,15 +445,15 @@ where
             "token expired",
         ));
     }
-    if !token.allows(signal) {
+    if !token.allows(request.signal) {
         return Some((
-            Refusal::Scope(signal),
+            Refusal::Scope(request.signal),
             Outcome::ForbiddenSignal,
             "signal not allowed",
         ));
     }
     if !token.source_cidrs.is_empty() {
-        let allowed = client(cfg, headers, env)
+        let allowed = client(cfg, headers.clone(), env)
             .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
         if !allowed {
             return Some((
@@ -423,16 +464,21 @@ where
         }
     }
     if let Some(rate) = &token.rate {
-        let now_ns = clock.exact_ns(env);
-        let admitted = shared::update(env, &rate_key(&token.id), |cur| {
-            let mut b = cur
-                .and_then(Bucket::decode)
-                .unwrap_or_else(|| Bucket::full(rate, now_ns));
-            let r = b.admit(rate, now_ns);
-            (b.encode(), r)
-        });
+        let declared = if rate.bytes_per_second.is_some() {
+            declared_length(headers.clone()).unwrap_or(0)
+        } else {
+            0
+        };
+        let admitted = if cfg
+            .leases
+            .take(request.index, rate, true, declared, clock.recent_ns)
+        {
+            Some(Ok(()))
+        } else {
+            draw(cfg, request.index, token, env, clock, true, declared)
+        };
         match admitted {
-            Some(Ok(())) => {}
+            Some(Ok(())) => *prepaid_bytes = declared,
             Some(Err(retry_after)) => {
                 return Some((
                     Refusal::RateLimited { retry_after },
@@ -446,6 +492,39 @@ where
         }
     }
     None
+}
+
+/// One round with a token's shared bucket (see [`Bucket::draw`]): the worker's lease goes
+/// back, and the next one is kept. `None` when every CAS attempt conflicted (the lease is kept).
+fn draw(
+    cfg: &Config,
+    index: usize,
+    token: &Token,
+    env: &mut dyn Env,
+    clock: &mut Clock,
+    request: bool,
+    bytes: u64,
+) -> Option<Result<(), u64>> {
+    let rate = token.rate.as_ref()?;
+    let now_ns = clock.exact_ns(env);
+    let returned = cfg.leases.get(index);
+    let result = shared::update(env, &rate_key(&token.id), |cur| {
+        let mut b = cur
+            .and_then(Bucket::decode)
+            .unwrap_or_else(|| Bucket::full(rate, now_ns));
+        let r = b.draw(rate, now_ns, returned, request, bytes);
+        (b.encode(), r)
+    })?;
+    let lease = match result {
+        Ok(lease) => Lease {
+            taken_ns: clock.recent_ns,
+            ..lease
+        },
+        // The returned lease is in the bucket now.
+        Err(_) => Lease::default(),
+    };
+    cfg.leases.set(index, lease);
+    Some(result.map(drop))
 }
 
 /// The client address: the peer, or the address a trusted proxy forwarded for.
@@ -464,14 +543,15 @@ where
     cidr::client_address(peer, xff, &cfg.trusted_proxies)
 }
 
-/// Charges body bytes to a token's byte budget as they pass (never buffering the body).
-/// Returns false when the shared-data update gave up after CAS conflicts.
+/// Charges body bytes to a token's byte budget as they pass (never buffering the body): from
+/// the worker's lease when it covers them, else in a round with the shared bucket (reading
+/// the exact clock). Returns false when the shared-data update gave up after CAS conflicts.
 pub fn charge_body(
     cfg: &Config,
     token: usize,
     bytes: u64,
-    now_ns: i64,
-    store: &mut dyn SharedStore,
+    recent_ns: i64,
+    env: &mut dyn Env,
 ) -> bool {
     let Some(t) = cfg.tokens.get(token) else {
         return true;
@@ -479,14 +559,14 @@ pub fn charge_body(
     let Some(rate) = t.rate.filter(|r| r.bytes_per_second.is_some()) else {
         return true;
     };
-    shared::update(store, &rate_key(&t.id), |cur| {
-        let mut b = cur
-            .and_then(Bucket::decode)
-            .unwrap_or_else(|| Bucket::full(&rate, now_ns));
-        b.charge(&rate, bytes, now_ns);
-        (b.encode(), ())
-    })
-    .is_some()
+    if bytes == 0 || cfg.leases.take(token, &rate, false, bytes, recent_ns) {
+        return true;
+    }
+    let mut clock = Clock {
+        recent_ns,
+        exact_ns: None,
+    };
+    draw(cfg, token, t, env, &mut clock, false, bytes).is_some()
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 //! HTTP error page), and `google.rpc.Status` bodies in protobuf or JSON for OTLP/HTTP, as the
 //! OTLP specification requires. RFC 6750 `WWW-Authenticate` challenges on 400/401/403.
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
 use prost::Message as _;
 
 use crate::route::{Encoding, Signal};
@@ -232,61 +235,94 @@ impl Refusal {
     }
 }
 
-/// The replies to a missing or unknown credential in each encoding, built once per
-/// configuration: they are the ones a misconfigured or hostile client triggers on every
-/// request, and building one costs more than the rest of the decision.
+/// Replies as sent, so a refusal a client triggers again and again is built once: the missing
+/// and unknown credential ones in each encoding when the configuration is loaded (a
+/// misconfigured or hostile client triggers them on every request, and building one costs more
+/// than the rest of the decision), the others on first use in a few slots replaced in turn (a
+/// 429 carries its seconds to wait, so it is rebuilt at most once a second per encoding).
 #[derive(Clone, Debug)]
-pub struct Canned(Vec<Reply>);
+pub struct Canned {
+    fixed: Vec<Rc<Reply>>,
+    recent: RefCell<Vec<(Refusal, Encoding, Rc<Reply>)>>,
+    /// The slot of `recent` replaced next.
+    next: Cell<usize>,
+}
 
-/// The refusals `Canned` holds, in order.
+/// The refusals `Canned` holds from the start, in order.
 const CANNED: [Refusal; 2] = [Refusal::Missing, Refusal::InvalidToken("unknown token")];
 const ENCODINGS: [Encoding; 3] = [Encoding::Grpc, Encoding::Protobuf, Encoding::Json];
+/// Replies built on demand and kept: a few refusals in each encoding.
+const RECENT_REPLIES: usize = 8;
 
 impl Canned {
     pub fn new(realm: &str) -> Canned {
-        let mut replies = Vec::with_capacity(CANNED.len() * ENCODINGS.len());
+        let mut fixed = Vec::with_capacity(CANNED.len() * ENCODINGS.len());
         for r in CANNED {
             for e in ENCODINGS {
-                replies.push(r.reply(e, realm));
+                fixed.push(Rc::new(r.reply(e, realm)));
             }
         }
-        Canned(replies)
+        Canned {
+            fixed,
+            recent: RefCell::new(Vec::new()),
+            next: Cell::new(0),
+        }
     }
 
-    /// The prebuilt reply for `refusal` in `encoding`, if it is one of the canned ones.
-    pub fn get(&self, refusal: Refusal, encoding: Encoding) -> Option<&Reply> {
-        let r = CANNED.iter().position(|c| *c == refusal)?;
-        let e = ENCODINGS.iter().position(|c| *c == encoding)?;
-        self.0.get(r * ENCODINGS.len() + e)
+    /// The reply for `refusal` in `encoding`: a kept one, or one built now (and kept).
+    pub fn get(&self, refusal: Refusal, encoding: Encoding, realm: &str) -> Rc<Reply> {
+        let e = ENCODINGS.iter().position(|c| *c == encoding).unwrap_or(0);
+        if let Some(r) = CANNED.iter().position(|c| *c == refusal)
+            && let Some(reply) = self.fixed.get(r * ENCODINGS.len() + e)
+        {
+            return Rc::clone(reply);
+        }
+        let mut recent = self.recent.borrow_mut();
+        if let Some((_, _, reply)) = recent
+            .iter()
+            .find(|(r, e, _)| *r == refusal && *e == encoding)
+        {
+            return Rc::clone(reply);
+        }
+        let reply = Rc::new(refusal.reply(encoding, realm));
+        let kept = (refusal, encoding, Rc::clone(&reply));
+        if recent.len() < RECENT_REPLIES {
+            recent.push(kept);
+        } else {
+            let i = self.next.get() % RECENT_REPLIES;
+            if let Some(slot) = recent.get_mut(i) {
+                *slot = kept;
+            }
+            self.next.set(i + 1);
+        }
+        reply
     }
 }
 
 /// The proto3 JSON form of a Status: `{"code":16,"message":"…"}`, with RetryInfo as
-/// `{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "5s"}`.
+/// `{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "5s"}`. Written
+/// directly (the message is the one part that needs JSON string escaping).
 fn json_status(s: &RpcStatus, retry: Option<u64>) -> Vec<u8> {
-    let mut v = serde_json::json!({"code": s.code, "message": s.message});
-    if let Some(secs) = retry {
-        v["details"] =
-            serde_json::json!([{"@type": RETRY_INFO_TYPE, "retryDelay": format!("{secs}s")}]);
-    }
-    v.to_string().into_bytes()
+    let message = serde_json::to_string(&s.message).unwrap_or_else(|_| "\"\"".to_owned());
+    let details = retry.map_or(String::new(), |secs| {
+        format!(r#","details":[{{"@type":"{RETRY_INFO_TYPE}","retryDelay":"{secs}s"}}]"#)
+    });
+    format!(r#"{{"code":{},"message":{message}{details}}}"#, s.code).into_bytes()
 }
 
 /// `GET {prefix}/healthz`: proves a valid config is loaded, without revealing anything secret.
 pub fn healthz(generation: u64, config_sha256: &str, tokens: usize) -> Reply {
-    let body = serde_json::json!({
-        "status": "ok",
-        "generation": generation,
-        "config_sha256": config_sha256,
-        "tokens": tokens,
-    });
+    // `config_sha256` is hex: nothing to escape.
+    let body = format!(
+        r#"{{"status":"ok","generation":{generation},"config_sha256":"{config_sha256}","tokens":{tokens}}}"#
+    );
     Reply::new(
         200,
         vec![
             ("content-type".into(), "application/json".into()),
             ("cache-control".into(), "no-store".into()),
         ],
-        body.to_string().into_bytes(),
+        body.into_bytes(),
         None,
     )
 }
@@ -296,15 +332,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn canned_replies_are_the_built_ones() {
+    fn kept_replies_are_the_built_ones() {
         let canned = Canned::new("otlp");
+        let throttled = |secs| Refusal::AuthThrottled { retry_after: secs };
         for e in ENCODINGS {
-            for r in CANNED {
-                assert_eq!(canned.get(r, e), Some(&r.reply(e, "otlp")));
+            for r in CANNED.into_iter().chain([
+                Refusal::InvalidToken("token expired"),
+                Refusal::RateLimited { retry_after: 1 },
+                throttled(300),
+            ]) {
+                let first = canned.get(r, e, "otlp");
+                assert_eq!(*first, r.reply(e, "otlp"), "{r:?} {e:?}");
+                assert!(
+                    Rc::ptr_eq(&first, &canned.get(r, e, "otlp")),
+                    "{r:?} {e:?} built once"
+                );
             }
-            assert_eq!(canned.get(Refusal::InvalidToken("token expired"), e), None);
-            assert_eq!(canned.get(Refusal::RateLimited { retry_after: 1 }, e), None);
         }
+        // A 429 with other seconds is another reply; the slots are replaced in turn.
+        let a = canned.get(throttled(299), Encoding::Json, "otlp");
+        assert_eq!(*a, throttled(299).reply(Encoding::Json, "otlp"));
+        assert_ne!(*a, *canned.get(throttled(300), Encoding::Json, "otlp"));
+        for secs in 0..RECENT_REPLIES as u64 {
+            canned.get(throttled(secs), Encoding::Json, "otlp");
+        }
+        assert_eq!(canned.recent.borrow().len(), RECENT_REPLIES);
+        assert!(!Rc::ptr_eq(
+            &a,
+            &canned.get(throttled(299), Encoding::Json, "otlp")
+        ));
+        // The missing and unknown replies are never replaced.
+        let missing = canned.get(Refusal::Missing, Encoding::Grpc, "otlp");
+        assert!(Rc::ptr_eq(&missing, &canned.fixed[0]));
     }
 
     fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {

@@ -9,6 +9,7 @@
 //! address is taken over once that address's window and cooldown have passed; until then two
 //! colliding addresses share one counter (which can only throttle invalid requests).
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 /// Configured policy.
@@ -119,6 +120,37 @@ impl Slot {
     }
 }
 
+/// Addresses this worker saw in a cooldown, and until when (Unix seconds), so their further
+/// failures are answered without reading shared data: a cooldown, once started, only ends at
+/// its time (a failure during it changes nothing in the slot). Direct-mapped, fixed size; part
+/// of one parsed configuration, like the slots' policy.
+#[derive(Clone, Debug, Default)]
+pub struct Cooling(RefCell<Vec<([u8; 16], i64)>>);
+
+/// Slots of [`Cooling`] per VM (24 bytes each).
+const COOLING_SLOTS: u32 = 256;
+
+impl Cooling {
+    /// Seconds left of `ip`'s cooldown at `now`, if this worker has seen it cooling down.
+    pub fn blocked(&self, ip: IpAddr, now: i64) -> Option<u64> {
+        let slots = self.0.borrow();
+        let (addr, until) = slots.get(slot_index(ip, COOLING_SLOTS) as usize)?;
+        (*addr == addr_bytes(ip) && now < *until)
+            .then(|| u64::try_from(until - now).unwrap_or(1).max(1))
+    }
+
+    /// Remembers that `ip` cools down until `until`.
+    pub fn remember(&self, ip: IpAddr, until: i64) {
+        let mut slots = self.0.borrow_mut();
+        if slots.is_empty() {
+            slots.resize(COOLING_SLOTS as usize, ([0; 16], 0));
+        }
+        if let Some(slot) = slots.get_mut(slot_index(ip, COOLING_SLOTS) as usize) {
+            *slot = (addr_bytes(ip), until);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +241,31 @@ mod tests {
             .collect();
         assert!(idx.len() > 48, "addresses spread over the table");
         assert!(idx.iter().all(|&i| i < 64));
+    }
+
+    #[test]
+    fn cooling_addresses_are_remembered_until_their_cooldown_ends() {
+        let c = Cooling::default();
+        assert_eq!(c.blocked(ip("203.0.113.1"), 0), None);
+        c.remember(ip("203.0.113.1"), 300);
+        assert_eq!(c.blocked(ip("203.0.113.1"), 0), Some(300));
+        assert_eq!(c.blocked(ip("203.0.113.1"), 299), Some(1));
+        assert_eq!(c.blocked(ip("203.0.113.1"), 300), None);
+        assert_eq!(c.blocked(ip("203.0.113.2"), 0), None, "another address");
+        assert_eq!(
+            c.blocked(ip("::ffff:203.0.113.1"), 0),
+            Some(300),
+            "the same address mapped to IPv6"
+        );
+        // An address landing on a taken slot replaces it: never a false positive.
+        let other = (0..=255u8)
+            .map(|i| IpAddr::from([198, 51, 100, i]))
+            .find(|a| slot_index(*a, COOLING_SLOTS) == slot_index(ip("203.0.113.1"), COOLING_SLOTS))
+            .unwrap_or_else(|| ip("203.0.113.1"));
+        c.remember(other, 50);
+        assert_eq!(c.blocked(other, 0), Some(50));
+        if other != ip("203.0.113.1") {
+            assert_eq!(c.blocked(ip("203.0.113.1"), 0), None);
+        }
     }
 }

@@ -14,6 +14,8 @@ One Envoy (one worker, pinned to one CPU) serves one listener per variant; each 
           d-edit   the minimal filter making otlp-gate's four header edits on accept
           d-rej    the minimal filter's bare 401
           d-reply  the minimal filter sending otlp-gate's exact 401 (checked byte for byte)
+          d-th     the minimal filter reading `source.address` and sending otlp-gate's 429 to an
+                   address cooling down (checked: same status, headers and body but the seconds)
 
 Load comes from wrk (HTTP/1.1) and h2load (h2, several streams per connection), pinned to the
 other CPU, in interleaved rounds (each round runs every variant once per protocol, in a rotated
@@ -82,6 +84,7 @@ VARIANTS = [
     Variant("f", "otlp-gate rejecting an unknown token (401; the same token every request)", "f", "unknown", "4xx"),
     Variant("e-rl", "otlp-gate accepting, rate limit on", "erl", "good", "2xx"),
     Variant("f-th", "otlp-gate rejecting, failed-auth throttled (429)", "e", "unknown", "4xx", ("h2",)),
+    Variant("d-th", "minimal wasm filter reading the client address, rejecting with otlp-gate's 429", "dt", "unknown", "4xx", ("h2",)),
 ]
 
 
@@ -91,6 +94,22 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Inputs: tokens, configs, body
+
+
+# failed_auth's default cooldown: what (f-th) meets, and what (d-th) answers with.
+COOLDOWN_S = 300
+
+
+def throttled_status(secs: int) -> bytes:
+    """otlp-gate's protobuf body for an address cooling down (google.rpc.Status with RetryInfo)."""
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=secs))
+    detail = any_pb2.Any(type_url="type.googleapis.com/google.rpc.RetryInfo", value=info.SerializeToString())
+    return status_pb2.Status(
+        code=8, message=f"too many failed authentications from this address; retry after {secs}s", details=[detail],
+    ).SerializeToString()
 
 
 def free_ports(n: int) -> list[int]:
@@ -228,6 +247,13 @@ def build_bootstrap(s: Setup) -> Path:
             "reject": {"headers": [["www-authenticate", 'Bearer realm="otlp", error="invalid_token"'],
                                    ["content-type", "application/x-protobuf"]],
                        "body": "\x08\x10\x12\x1cinvalid token: unknown token"}})),
+        # (d-th): the same filter reading the client address and answering with the 429 otlp-gate
+        # sends to an address cooling down (OTLP/HTTP protobuf, RESOURCE_EXHAUSTED + RetryInfo).
+        "dt": render("d-minimal-wasm.yaml", WASM=str(s.minimal_wasm), VM_ID="minimal-throttled", PLUGIN_CONFIG=json.dumps({
+            "header": "authorization", "value": f"Bearer {s.good}",
+            "reject": {"status": 429, "peer": True,
+                       "headers": [["retry-after", str(COOLDOWN_S)], ["content-type", "application/x-protobuf"]],
+                       "body_bytes": list(throttled_status(COOLDOWN_S))}})),
         "e": render("gate-ecds.yaml", ECDS_FILE=str(s.ecds_dir / "otlp-gate.yaml"), ECDS_DIR=str(s.ecds_dir)),
         "f": render(
             "gate-static.yaml",
@@ -340,7 +366,7 @@ def exchange(port: int, token: str | None, body: bytes, timeout: float = 5.0) ->
         conn.request("POST", PATH, body=body, headers=headers)
         r = conn.getresponse()
         data = r.read()
-        shown = {k: r.getheader(k) for k in ("www-authenticate", "content-type")}
+        shown = {k: r.getheader(k) for k in ("www-authenticate", "content-type", "retry-after")}
         return r.status, shown, data
     finally:
         conn.close()
@@ -371,6 +397,7 @@ def preflight(s: Setup, body: bytes) -> None:
         ("d", s.good, 200), ("d", None, 401), ("d", s.unknown, 401),
         ("dx", s.good, 200), ("dx", None, 401),
         ("dr", s.good, 200), ("dr", s.unknown, 401),
+        ("dt", s.good, 200), ("dt", s.unknown, 429),
         ("e", s.good, 200), ("e", None, 401),
         ("f", s.good, 200), ("f", s.unknown, 401),
         ("erl", s.good, 200), ("erl", s.unknown, 401),
@@ -384,6 +411,22 @@ def preflight(s: Setup, body: bytes) -> None:
     f_reply, dr_reply = exchange(p["f"], s.unknown, body), exchange(p["dr"], s.unknown, body)
     if f_reply != dr_reply:
         raise SystemExit(f"preflight: (d-reply) answers {dr_reply!r}, otlp-gate answers {f_reply!r}")
+    # (d-th) must send what (f-th) sends: drive the (e) listener's client address into its
+    # cooldown (as the (f-th) load does), then compare with the seconds to wait taken out.
+    th_reply = exchange(p["e"], s.unknown, body)
+    for _ in range(40):
+        if th_reply[0] == 429:
+            break
+        th_reply = exchange(p["e"], s.unknown, body)
+    dt_reply = exchange(p["dt"], s.unknown, body)
+
+    def no_seconds(reply: tuple[int, dict[str, str], bytes]) -> tuple:
+        status, headers, data = reply
+        left = int(headers.get("retry-after") or -1)
+        return status, {**headers, "retry-after": "N"}, data.replace(throttled_status(left), throttled_status(COOLDOWN_S))
+
+    if no_seconds(th_reply) != no_seconds(dt_reply):
+        raise SystemExit(f"preflight: (d-th) answers {dt_reply!r}, otlp-gate throttling answers {th_reply!r}")
     log("preflight: every variant answers as expected (200 for the good token, 401/403 otherwise)")
 
 
@@ -604,7 +647,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="otlp-gate-bench-"))
     envoy = None
     try:
-        names = ["a", "b", "c", "d", "dx", "dr", "e", "f", "erl"]
+        names = ["a", "b", "c", "d", "dx", "dr", "dt", "e", "f", "erl"]
         ports = dict(zip(names, free_ports(len(names) + 1)))
         admin = free_ports(1)[0]
         body = otlp_body(512)

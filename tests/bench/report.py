@@ -181,8 +181,14 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
             ("(e)/(a) h2", "e/h2", "a/h2", None),
             ("(e)/(c) h2", "e/h2", "c/h2", None),
             ("(f)/(e) h2", "f/h2", "e/h2", 0.95),
+            # The same targets with limits enabled: a rate limit on every token, and an
+            # address cooling down after failed authentications.
+            ("(e-rl)/(d) HTTP/1.1", "e-rl/h1", "d/h1", 0.90),
+            ("(e-rl)/(d) h2", "e-rl/h2", "d/h2", 0.90),
             ("(f-th)/(e) h2", "f-th/h2", "e/h2", 0.95),
-            ("(e-rl)/(e) h2", "e-rl/h2", "e/h2", None),
+            ("(e-rl)/(e) HTTP/1.1: the rate limit's own cost", "e-rl/h1", "e/h1", None),
+            ("(e-rl)/(e) h2: the rate limit's own cost", "e-rl/h2", "e/h2", None),
+            ("(e-rl)/(d-edit) h2: otlp-gate's decision, rate limit on", "e-rl/h2", "d-edit/h2", None),
             ("(e)/(a) HTTP/1.1", "e/h1", "a/h1", None),
             # What Envoy charges for the actions themselves, and what otlp-gate adds to them.
             ("(d-edit)/(d) HTTP/1.1: the four header edits alone", "d-edit/h1", "d/h1", None),
@@ -191,12 +197,17 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
             ("(e)/(d-edit) h2: otlp-gate's decision", "e/h2", "d-edit/h2", None),
             ("(d-reply)/(d) h2: otlp-gate's 401 reply alone", "d-reply/h2", "d/h2", None),
             ("(f)/(d-reply) h2: otlp-gate's decision", "f/h2", "d-reply/h2", None),
+            ("(d-th)/(d) h2: reading the client address and the 429 reply alone", "d-th/h2", "d/h2", None),
+            ("(f-th)/(d-th) h2: otlp-gate's decision", "f-th/h2", "d-th/h2", None),
         ]
         # Next to a missed target: the same ratio for the minimal filter doing the same actions.
         explain = {
             "(e)/(d) HTTP/1.1": ("d-edit/h1", "d/h1", "(d-edit)/(d)"),
             "(e)/(d) h2": ("d-edit/h2", "d/h2", "(d-edit)/(d)"),
             "(f)/(e) h2": ("d-reply/h2", "d/h2", "(d-reply)/(d)"),
+            "(e-rl)/(d) HTTP/1.1": ("d-edit/h1", "d/h1", "(d-edit)/(d)"),
+            "(e-rl)/(d) h2": ("d-edit/h2", "d/h2", "(d-edit)/(d)"),
+            "(f-th)/(e) h2": ("d-th/h2", "d/h2", "(d-th)/(d)"),
         }
         for name, x, y, goal in ratios:
             r = ratio(med, x, y)
@@ -240,6 +251,15 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
                   f"body) → (f) {cf:.1f} µs ({cf - cr1:+.1f} µs for reading every header and the lookup: after its first "
                   f"request the token is remembered as refused, so it is not hashed again; a new unknown token "
                   f"on every request costs one SHA-256 more, see the microbenchmarks); (f)/(d-reply) req/s {(ratio(med, 'f/h2', 'd-reply/h2') or 0):.3f}.\n")
+        if "d-th" in raw["variants"]:
+            cd, ct, cf = (med.get(f"{k}/h2", {}).get("cpu_us") for k in ("d", "d-th", "f-th"))
+            if cd and ct and cf:
+                w(f"Decomposition of the throttled reject (h2): (d) {cd:.1f} µs → (d-th) the minimal filter reading "
+                  f"`source.address` and sending otlp-gate's 429 (`retry-after`, `content-type` and a "
+                  f"`google.rpc.Status` body with RetryInfo) {ct:.1f} µs ({ct - cd:+.1f} µs: the property read and "
+                  f"Envoy's local reply) → (f-th) {cf:.1f} µs ({cf - ct:+.1f} µs for reading every header, the lookup "
+                  f"and the cooldown check: the worker remembers addresses it saw cooling down, and keeps the reply "
+                  f"it built this second); (f-th)/(d-th) req/s {(ratio(med, 'f-th/h2', 'd-th/h2') or 0):.3f}.\n")
         rl = raw.get("reload")
         if rl:
             w(f"Token reload (kubelet-style `..data` swap of the ECDS file, {rl['swaps']} swaps, time to the first "
@@ -293,7 +313,10 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
                   f"{side['batch']:,} requests between the scenarios, medians: accept with 10 tokens "
                   f"{fmt_ns(side['accept_10_ns'])}, 1,000 tokens {fmt_ns(side['accept_1000_ns'])}, 100,000 tokens "
                   f"{fmt_ns(side['accept_100000_ns'])}; the minimal filter's accepted stream "
-                  f"{fmt_ns(side['minimal_accept_ns'])}. (The criterion table times each one alone.)\n")
+                  f"{fmt_ns(side['minimal_accept_ns'])}"
+                  + (f"; accept with a per-token rate limit (1,000 tokens) {fmt_ns(side['accept_rated_1000_ns'])}"
+                     if side.get("accept_rated_1000_ns") else "")
+                  + ". (The criterion table times each one alone.)\n")
             whole = side["accept_1000_ns"] if side else acc[1000]
             floor = side["minimal_accept_ns"] if side else mn["minimal_accept"]
             if whole is not None and floor is not None:
@@ -305,6 +328,14 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
                        f"whole stream {fmt_ns(whole)}, minimal filter {fmt_ns(floor)}"
                        f"{' (side by side)' if side else ''}; "
                        f"{fu.get('accept', 0) - fu.get('minimal_accept', 0):,} more wasm instructions")
+            rated = side["accept_rated_1000_ns"] if side and side.get("accept_rated_1000_ns") else micro["times_ns"].get("accept_rate_limited", {}).get(1000)
+            if rated is not None and floor is not None:
+                work = rated - floor
+                target("filter work per accepted request, rate limit on (wasmtime, 1,000 tokens, above the minimal filter)",
+                       fmt_ns(work), "≤ 2 µs", work <= 2000,
+                       f"whole stream {fmt_ns(rated)}{' (side by side)' if side and side.get('accept_rated_1000_ns') else ''}; "
+                       f"{fu.get('accept_rate_limited', 0) - fu.get('minimal_accept', 0):,} more wasm instructions, "
+                       f"{hc.get('accept_rate_limited', '–')} hostcalls")
             lo, hi = (side["accept_10_ns"], side["accept_100000_ns"]) if side else (acc[10], acc[100000])
             if lo and hi:
                 r = hi / lo

@@ -136,8 +136,8 @@ fn facts(gate: &Module, minimal: &Module, fast: &Module, fast_minimal: &Module) 
         fuel.insert(name.into(), json!(min.fuel_per_request(&req)?));
     }
 
-    // The two comparisons the targets are about, interleaved: accept with 10 vs 100,000 tokens,
-    // and otlp-gate's accepted stream vs the minimal filter's (1,000 tokens).
+    // The comparisons the targets are about, interleaved: accept with 10 vs 100,000 tokens, and
+    // otlp-gate's accepted stream (without and with a rate limit) vs the minimal filter's.
     let mut scenarios = vec![
         prepare(fast, Path::Accept, 10)?,
         prepare(fast, Path::Accept, BIG)?,
@@ -146,12 +146,14 @@ fn facts(gate: &Module, minimal: &Module, fast: &Module, fast_minimal: &Module) 
             Scenario::new(fast_minimal, minimal_config().as_bytes())?,
             Request::new(Path::Accept),
         ),
+        prepare(fast, Path::AcceptRated, 1_000)?,
     ];
     let t = interleaved(&mut scenarios, 31, 2_000)?;
     drop(scenarios);
     let side_by_side = json!({
         "rounds": 31, "batch": 2_000,
         "accept_10_ns": t[0], "accept_100000_ns": t[1], "accept_1000_ns": t[2], "minimal_accept_ns": t[3],
+        "accept_rated_1000_ns": t[4],
     });
 
     // One-shot load of the big config (best of 3), next to criterion's estimate.

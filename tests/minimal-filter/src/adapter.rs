@@ -70,12 +70,16 @@ impl HttpContext for Stream {
         } else {
             match self.rule.as_ref().and_then(|r| r.reject.as_ref()) {
                 Some(j) => {
+                    if j.peer {
+                        // What otlp-gate reads to know the client's address.
+                        let _ = self.get_property(vec!["source", "address"]);
+                    }
                     let headers = j
                         .headers
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
-                    self.send_http_response(401, headers, Some(j.body.as_bytes()));
+                    self.send_http_response(j.status, headers, Some(j.body()));
                 }
                 None => self.send_http_response(401, vec![], None),
             }

@@ -10,7 +10,9 @@
 //! a forwarded request also gets otlp-gate's header edits, so the Envoy benchmark can separate
 //! what the edits cost (variant d-edit) from what otlp-gate's decision costs. Likewise an
 //! optional `"reject": {"headers": [["www-authenticate", "…"]], "body": "…"}` makes the 401 carry
-//! otlp-gate's reply headers and body (variant d-reply) instead of a bare status.
+//! otlp-gate's reply headers and body (variant d-reply) instead of a bare status; with
+//! `"status": 429, "peer": true` it also reads `source.address` first and answers 429, as
+//! otlp-gate does for an address cooling down after failed authentications (variant d-th).
 
 use serde::Deserialize;
 
@@ -34,10 +36,33 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reject {
+    /// The HTTP status (401 when absent).
+    #[serde(default = "unauthorized")]
+    pub status: u32,
+    /// Read the `source.address` property before replying (its value is not used).
+    #[serde(default)]
+    pub peer: bool,
     #[serde(default)]
     pub headers: Vec<(String, String)>,
     #[serde(default)]
     pub body: String,
+    /// The body as bytes, when it is not UTF-8 (a protobuf with varints ≥ 128); replaces `body`.
+    #[serde(default)]
+    pub body_bytes: Vec<u8>,
+}
+
+impl Reject {
+    pub fn body(&self) -> &[u8] {
+        if self.body_bytes.is_empty() {
+            self.body.as_bytes()
+        } else {
+            &self.body_bytes
+        }
+    }
+}
+
+fn unauthorized() -> u32 {
+    401
 }
 
 /// The edits otlp-gate makes to an accepted OTLP/HTTP request.
@@ -90,6 +115,14 @@ mod tests {
         .unwrap();
         let j = r.reject.unwrap();
         assert_eq!((j.headers.len(), j.body.as_bytes()), (1, &[8u8, 16][..]));
+        assert_eq!((j.status, j.peer), (401, false));
+        let r = Rule::parse(
+            br#"{"header":"authorization","value":"v","reject":{"status":429,"peer":true,"body":"x","body_bytes":[8,172,2]}}"#,
+        )
+        .unwrap();
+        let j = r.reject.unwrap();
+        assert_eq!((j.status, j.peer, j.headers.len()), (429, true, 0));
+        assert_eq!(j.body(), &[8u8, 172, 2][..]);
         let r = Rule::parse(
             br#"{"header":"authorization","value":"v","rewrite":{"path":"/v1/logs","remove":["authorization"],"set":[["x-scope-orgid","t"]]}}"#,
         )

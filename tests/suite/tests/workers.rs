@@ -404,6 +404,97 @@ fn an_accepted_request_makes_only_the_header_hostcalls() {
     );
 }
 
+/// Sends one export with a declared `content-length` and its body; returns the HTTP status.
+fn send_sized(vm: &mut Vm, token: &str, body: &[u8]) -> u32 {
+    let auth = format!("Bearer {token}");
+    let len = body.len().to_string();
+    let mut s = vm.http_stream().unwrap();
+    s.set_property("source.address", b"192.0.2.1:1").unwrap();
+    let h = [
+        (":method", "POST"),
+        (":path", "/observability/v1/traces"),
+        ("content-type", "application/x-protobuf"),
+        ("content-length", len.as_str()),
+        ("authorization", auth.as_str()),
+    ];
+    s.request_headers(&h, false).unwrap();
+    if let Some(r) = s.local_reply() {
+        return r.status;
+    }
+    assert_eq!(s.request_body(body, true).unwrap(), Action::Continue);
+    200
+}
+
+/// A rate-limited token costs its requests no hostcall beyond an unlimited one's while the
+/// worker's lease of its budget lasts: the declared length is charged with the admission (from
+/// the lease), so neither the request nor its body reads the clock or shared data. The first
+/// request, and the first after the lease is spent, make the round with shared data.
+#[test]
+fn a_leased_rate_budget_makes_no_hostcalls_until_it_is_spent() {
+    let world = World::new(module());
+    // 10 requests and 10,000 bytes leased per round (10 ms of the rate).
+    let cfg = format!(
+        r#"{{"tokens": [{{"id": "t", "token": "{TOKEN}", "tenant": "team-t",
+            "rate": {{"requests_per_second": 1000, "bytes_per_second": 1000000, "burst": 1000}}}}]}}"#
+    );
+    let mut vm = workers(&world, 1, &cfg).remove(0);
+    vm.set_log_level(LogLevel::Info);
+    assert!(vm.configure(cfg.as_bytes()).unwrap());
+    let body = [7u8; 512];
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        vm.reset_hostcalls();
+        assert_eq!(send_sized(&mut vm, TOKEN, &body), 200);
+        calls.push(vm.hostcalls());
+    }
+    // Clock, shared-data get and set on the first request and the twelfth (ten leased between).
+    assert_eq!(calls, [8, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 8]);
+    // Bytes are counted as they pass, whoever paid for them.
+    tick(&mut vm);
+    assert_eq!(
+        world.metric("otlp_gate_token_bytes_total.token_id.t"),
+        Some(12 * 512)
+    );
+    // A body longer than declared pays the rest in a round of its own.
+    let mut s = vm.http_stream().unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let h = [
+        (":method", "POST"),
+        (":path", "/observability/v1/traces"),
+        ("content-type", "application/x-protobuf"),
+        ("content-length", "10"),
+        ("authorization", auth.as_str()),
+    ];
+    s.request_headers(&h, false).unwrap();
+    let before = s.vm().hostcalls();
+    assert_eq!(
+        s.request_body(&[0u8; 20_000], true).unwrap(),
+        Action::Continue
+    );
+    assert_eq!(s.vm().hostcalls() - before, 3, "clock, get, set");
+}
+
+/// Workers leasing from one budget never admit more than it holds, however their requests
+/// interleave: at one instant, exactly the burst gets through across both.
+#[test]
+fn leasing_workers_share_one_budget() {
+    let world = World::new(module());
+    // 10 requests leased per round; a burst of 100.
+    let cfg = format!(
+        r#"{{"tokens": [{{"id": "t", "token": "{TOKEN}", "tenant": "team-t",
+            "rate": {{"requests_per_second": 1000, "burst": 100}}}}]}}"#
+    );
+    let mut vms = workers(&world, 2, &cfg);
+    for pattern in [1usize, 3, 7] {
+        world.advance(std::time::Duration::from_secs(5));
+        flush(&mut vms);
+        let ok = (0..300)
+            .filter(|i| send(&mut vms[(i / pattern) % 2], TOKEN, "192.0.2.1:1", None) == 200)
+            .count();
+        assert_eq!(ok, 100, "pattern {pattern}");
+    }
+}
+
 /// A token the VM has already accepted (and so remembers, skipping SHA-256) is refused as soon
 /// as a reload revokes or disables it, and one it remembers as refused is accepted as soon as a
 /// reload adds it: both memos belong to the configuration they were built from.
