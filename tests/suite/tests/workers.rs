@@ -203,6 +203,39 @@ fn failed_auth_memory_is_bounded_under_a_flood_of_addresses() {
     );
 }
 
+/// A worker that saw an address cooling down answers its further failures without reading
+/// shared data (headers, `source.address`, the reply: 3 hostcalls), until the cooldown ends;
+/// another worker learns it from shared data once. Valid tokens are served throughout.
+#[test]
+fn a_worker_remembers_addresses_cooling_down() {
+    let world = World::new(module());
+    let cfg = config(r#""failed_auth": {"max_failures": 2, "cooldown": "60s"},"#);
+    let mut vms = workers(&world, 2, &cfg);
+    for vm in vms.iter_mut() {
+        vm.set_log_level(LogLevel::Info);
+    }
+    let bogus = "bogus-token-value-00000";
+    let calls = |vm: &mut Vm, token: &str| {
+        vm.reset_hostcalls();
+        let status = send(vm, token, "198.51.100.7:1", None);
+        (status, vm.hostcalls())
+    };
+    // Two failures are answered 401 (each read and write the shared slot), the third starts the
+    // cooldown (the slot is written once more).
+    assert_eq!(calls(&mut vms[0], bogus), (401, 5));
+    assert_eq!(calls(&mut vms[0], bogus), (401, 5));
+    assert_eq!(calls(&mut vms[0], bogus), (429, 5));
+    assert_eq!(calls(&mut vms[0], bogus), (429, 3), "remembered");
+    assert_eq!(calls(&mut vms[1], bogus), (429, 4), "read from shared data");
+    assert_eq!(calls(&mut vms[1], bogus), (429, 3));
+    assert_eq!(calls(&mut vms[1], TOKEN).0, 200, "a valid token is served");
+    // The cooldown ends at its time on every worker.
+    world.advance(std::time::Duration::from_secs(61));
+    flush(&mut vms);
+    assert_eq!(calls(&mut vms[0], bogus), (401, 5));
+    assert_eq!(calls(&mut vms[1], bogus), (401, 5));
+}
+
 #[test]
 fn ticks_repeat_expiry_warnings() {
     let world = World::new(module());
