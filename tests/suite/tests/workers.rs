@@ -212,7 +212,9 @@ fn a_worker_remembers_addresses_cooling_down() {
     let cfg = config(r#""failed_auth": {"max_failures": 2, "cooldown": "60s"},"#);
     let mut vms = workers(&world, 2, &cfg);
     for vm in vms.iter_mut() {
+        // Envoy's default wasm log level (read at configure): debug lines are not even formatted.
         vm.set_log_level(LogLevel::Info);
+        assert!(vm.configure(cfg.as_bytes()).unwrap());
     }
     let bogus = "bogus-token-value-00000";
     let calls = |vm: &mut Vm, token: &str| {
