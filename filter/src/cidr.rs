@@ -77,18 +77,19 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Parses Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`, or a bare address).
 pub fn parse_socket_address(s: &str) -> Option<IpAddr> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(canonical(ip));
-    }
     if let Some(rest) = s.strip_prefix('[') {
         return rest
             .split_once(']')
             .and_then(|(a, _)| a.parse().ok())
             .map(canonical);
     }
-    s.rsplit_once(':')
-        .and_then(|(a, _)| a.parse().ok())
-        .map(canonical)
+    // `a.b.c.d:port`, Envoy's form for IPv4 (one colon: never a bare IPv6 address), parsed once.
+    if let Some((a, _)) = s.rsplit_once(':')
+        && !a.contains(':')
+    {
+        return a.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
+    }
+    s.parse::<IpAddr>().ok().map(canonical)
 }
 
 /// The client address: the direct peer, or — only when the peer is a trusted proxy — the
@@ -177,6 +178,19 @@ mod tests {
             Some(ip("10.0.0.1"))
         );
         assert_eq!(parse_socket_address("nonsense"), None);
+        assert_eq!(parse_socket_address("10.0.0.1"), Some(ip("10.0.0.1")));
+        assert_eq!(
+            parse_socket_address("::ffff:10.0.0.1"),
+            Some(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            parse_socket_address("::1"),
+            Some(ip("::1")),
+            "not ':' + port 1"
+        );
+        for bad in ["999.0.0.1:80", "host:80", ":80", "10.0.0.1:80:80", "[::1"] {
+            assert_eq!(parse_socket_address(bad), None, "{bad}");
+        }
     }
 
     #[test]

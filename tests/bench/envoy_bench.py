@@ -7,7 +7,8 @@ One Envoy (one worker, pinned to one CPU) serves one listener per variant; each 
   a  no filter                         d  tests/minimal-filter (same proxy-wasm SDK)
   b  RBAC, exact Authorization match   e  otlp-gate accepting, 1,000 tokens (ECDS, production shape)
   c  api_key_auth with 1,000 keys      f  otlp-gate rejecting an unknown token (401)
-  extras: e-rl  otlp-gate accepting with a per-token rate limit that never trips (limits enabled)
+  extras: e-st  otlp-gate accepting, (e)'s configuration inline instead of ECDS (like f, e-rl)
+          e-rl  otlp-gate accepting with a per-token rate limit that never trips (limits enabled)
           f-th  otlp-gate rejecting an unknown token with failed-auth throttling at its defaults
                 (after 30 failures the address gets 429 for 5 minutes: what an attacker meets)
   baselines that split a gap into "what Envoy charges for the action" and "what otlp-gate adds":
@@ -82,6 +83,7 @@ VARIANTS = [
     Variant("d-reply", "minimal wasm filter rejecting with otlp-gate's 401 headers and body", "dr", "unknown", "4xx", ("h2",)),
     Variant("e", "otlp-gate accepting, 1,000 tokens", "e", "good", "2xx"),
     Variant("f", "otlp-gate rejecting an unknown token (401; the same token every request)", "f", "unknown", "4xx"),
+    Variant("e-st", "otlp-gate accepting, (e)'s configuration inline (no ECDS)", "est", "good", "2xx"),
     Variant("e-rl", "otlp-gate accepting, rate limit on", "erl", "good", "2xx"),
     Variant("f-th", "otlp-gate rejecting, failed-auth throttled (429)", "e", "unknown", "4xx", ("h2",)),
     Variant("d-th", "minimal wasm filter reading the client address, rejecting with otlp-gate's 429", "dt", "unknown", "4xx", ("h2",)),
@@ -261,6 +263,8 @@ def build_bootstrap(s: Setup) -> Path:
             VM_ID="otlp-gate-f",
             WASM=str(s.gate_wasm),
         ),
+        # (e-st): (e)'s configuration inline, as (f) and (e-rl) have theirs: what ECDS costs.
+        "est": render("gate-static.yaml", PLUGIN_CONFIG=gate_config(tokens), VM_ID="otlp-gate-st", WASM=str(s.gate_wasm)),
         "erl": render(
             "gate-static.yaml",
             PLUGIN_CONFIG=gate_config(
@@ -400,6 +404,7 @@ def preflight(s: Setup, body: bytes) -> None:
         ("dt", s.good, 200), ("dt", s.unknown, 429),
         ("e", s.good, 200), ("e", None, 401),
         ("f", s.good, 200), ("f", s.unknown, 401),
+        ("est", s.good, 200), ("est", s.unknown, 401),
         ("erl", s.good, 200), ("erl", s.unknown, 401),
     ]
     for name, token, want in checks:
@@ -550,7 +555,7 @@ def check_run(v: Variant, proto: str, r: dict) -> str | None:
     bad = r["rejected"] if want_ok else r["ok"]
     if bad:
         return f"{bad} of {r['requests']} responses were {'rejections' if want_ok else '2xx'}"
-    want = {"e": {"accepted"}, "e-rl": {"accepted"}, "f": {"unknown"}, "f-th": {"unknown", "auth_throttled"}}.get(v.key)
+    want = {"e": {"accepted"}, "e-st": {"accepted"}, "e-rl": {"accepted"}, "f": {"unknown"}, "f-th": {"unknown", "auth_throttled"}}.get(v.key)
     if want and r.get("outcomes"):
         other = {k: n for k, n in r["outcomes"].items() if k not in want}
         if sum(other.values()) > 0.01 * r["requests"]:
@@ -647,7 +652,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="otlp-gate-bench-"))
     envoy = None
     try:
-        names = ["a", "b", "c", "d", "dx", "dr", "dt", "e", "f", "erl"]
+        names = ["a", "b", "c", "d", "dx", "dr", "dt", "e", "est", "f", "erl"]
         ports = dict(zip(names, free_ports(len(names) + 1)))
         admin = free_ports(1)[0]
         body = otlp_body(512)
@@ -672,7 +677,7 @@ def main() -> int:
         pairs = [(v, p) for v in selected for p in v.protocols]
 
         def one(v: Variant, proto: str, duration: int) -> dict:
-            gate = v.listener in ("e", "f", "erl")
+            gate = v.listener in ("e", "est", "f", "erl")
             o0 = envoy.outcomes() if gate else {}
             x0 = envoy.connections(v.listener)
             c0, t0 = envoy.cpu_seconds(), time.monotonic()

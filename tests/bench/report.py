@@ -186,8 +186,13 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
             ("(e-rl)/(d) HTTP/1.1", "e-rl/h1", "d/h1", 0.90),
             ("(e-rl)/(d) h2", "e-rl/h2", "d/h2", 0.90),
             ("(f-th)/(e) h2", "f-th/h2", "e/h2", 0.95),
-            ("(e-rl)/(e) HTTP/1.1: the rate limit's own cost", "e-rl/h1", "e/h1", None),
-            ("(e-rl)/(e) h2: the rate limit's own cost", "e-rl/h2", "e/h2", None),
+            # (f) and (e-rl) have their configuration inline, (e) and (f-th) from ECDS; (e-st) is
+            # (e) inline, so each pair can also be compared like for like.
+            ("(e-st)/(e) HTTP/1.1: inline configuration vs ECDS", "e-st/h1", "e/h1", None),
+            ("(e-st)/(e) h2: inline configuration vs ECDS", "e-st/h2", "e/h2", None),
+            ("(f)/(e-st) h2: rejecting vs accepting, both inline", "f/h2", "e-st/h2", None),
+            ("(e-rl)/(e-st) HTTP/1.1: the rate limit's own cost, both inline", "e-rl/h1", "e-st/h1", None),
+            ("(e-rl)/(e-st) h2: the rate limit's own cost, both inline", "e-rl/h2", "e-st/h2", None),
             ("(e-rl)/(d-edit) h2: otlp-gate's decision, rate limit on", "e-rl/h2", "d-edit/h2", None),
             ("(e)/(a) HTTP/1.1", "e/h1", "a/h1", None),
             # What Envoy charges for the actions themselves, and what otlp-gate adds to them.
