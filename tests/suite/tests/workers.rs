@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code
 
 use otlp_gate_suite::*;
-use proxy_wasm_harness::{Action, LogLevel, Vm, World};
+use proxy_wasm_harness::{Action, LogLevel, Stream, Vm, World};
 
 const TOKEN: &str = "worker-token-0123456789abcdef";
 const OTHER: &str = "other-token-0123456789abcdefgh";
@@ -36,18 +36,32 @@ fn flush(vms: &mut [Vm]) {
     }
 }
 
-/// Sends one export; returns the HTTP status (200 when forwarded).
-fn send(vm: &mut Vm, token: &str, source: &str, body: Option<&[u8]>) -> u32 {
+/// Opens a stream from `source` and sends a trace export's request headers (with a
+/// `content-length` when given); returns the stream and the filter's answer.
+fn export<'v>(
+    vm: &'v mut Vm,
+    token: &str,
+    source: &str,
+    content_length: Option<&str>,
+    end_of_stream: bool,
+) -> (Stream<'v>, Action) {
     let auth = format!("Bearer {token}");
     let mut s = vm.http_stream().unwrap();
     s.set_property("source.address", source.as_bytes()).unwrap();
-    let h = [
+    let mut h = vec![
         (":method", "POST"),
         (":path", "/observability/v1/traces"),
         ("content-type", "application/x-protobuf"),
         ("authorization", auth.as_str()),
     ];
-    let action = s.request_headers(&h, body.is_none()).unwrap();
+    h.extend(content_length.map(|len| ("content-length", len)));
+    let action = s.request_headers(&h, end_of_stream).unwrap();
+    (s, action)
+}
+
+/// Sends one export; returns the HTTP status (200 when forwarded).
+fn send(vm: &mut Vm, token: &str, source: &str, body: Option<&[u8]>) -> u32 {
+    let (mut s, action) = export(vm, token, source, None, body.is_none());
     let status = match s.local_reply() {
         Some(r) => r.status,
         None => {
@@ -379,16 +393,8 @@ fn counters_reach_the_stats_on_the_next_tick_and_survive_reloads_and_teardown() 
 
     // A stream that began under the old configuration is charged and counted under it when it
     // ends, after its configuration was replaced.
-    let auth = format!("Bearer {OTHER}");
-    let mut s = vm.http_stream().unwrap();
-    s.set_property("source.address", b"192.0.2.1:1").unwrap();
-    let h = [
-        (":method", "POST"),
-        (":path", "/observability/v1/traces"),
-        ("content-type", "application/x-protobuf"),
-        ("authorization", auth.as_str()),
-    ];
-    assert_eq!(s.request_headers(&h, false).unwrap(), Action::Continue);
+    let (mut s, action) = export(&mut vm, OTHER, "192.0.2.1:1", None, false);
+    assert_eq!(action, Action::Continue);
     s.vm().configure(config("").as_bytes()).unwrap();
     assert_eq!(s.request_body(&[0u8; 700], true).unwrap(), Action::Continue);
     s.complete().unwrap();
@@ -441,18 +447,8 @@ fn an_accepted_request_makes_only_the_header_hostcalls() {
 
 /// Sends one export with a declared `content-length` and its body; returns the HTTP status.
 fn send_sized(vm: &mut Vm, token: &str, body: &[u8]) -> u32 {
-    let auth = format!("Bearer {token}");
     let len = body.len().to_string();
-    let mut s = vm.http_stream().unwrap();
-    s.set_property("source.address", b"192.0.2.1:1").unwrap();
-    let h = [
-        (":method", "POST"),
-        (":path", "/observability/v1/traces"),
-        ("content-type", "application/x-protobuf"),
-        ("content-length", len.as_str()),
-        ("authorization", auth.as_str()),
-    ];
-    s.request_headers(&h, false).unwrap();
+    let (mut s, _) = export(vm, token, "192.0.2.1:1", Some(&len), false);
     if let Some(r) = s.local_reply() {
         return r.status;
     }
@@ -491,16 +487,8 @@ fn a_leased_rate_budget_makes_no_hostcalls_until_it_is_spent() {
         Some(12 * 512)
     );
     // A body longer than declared pays the rest in a round of its own.
-    let mut s = vm.http_stream().unwrap();
-    let auth = format!("Bearer {TOKEN}");
-    let h = [
-        (":method", "POST"),
-        (":path", "/observability/v1/traces"),
-        ("content-type", "application/x-protobuf"),
-        ("content-length", "10"),
-        ("authorization", auth.as_str()),
-    ];
-    s.request_headers(&h, false).unwrap();
+    let (mut s, action) = export(&mut vm, TOKEN, "192.0.2.1:1", Some("10"), false);
+    assert_eq!(action, Action::Continue);
     let before = s.vm().hostcalls();
     assert_eq!(
         s.request_body(&[0u8; 20_000], true).unwrap(),
