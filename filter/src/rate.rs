@@ -8,8 +8,9 @@
 //! Each round with shared data costs a clock reading and two hostcalls, so a worker that
 //! admits a request also takes a small [`Lease`] of the budget ahead (10 ms of the rate, at most
 //! a tenth of the burst) and serves the token's next requests from it without hostcalls. A lease
-//! is spent, never counted twice: it is handed back at the worker's next round and dropped
-//! after [`LEASE_TTL_NS`]. Leasing never admits more than the bucket would, except that a lease
+//! is spent, never counted twice: its rest is handed back at the worker's next round, and it
+//! serves requests for at most [`LEASE_TTL_NS`]. Leasing never admits more than the bucket
+//! would (what is handed back refills the bucket only up to its size), except that a lease
 //! held while the shared bucket refills to full can add itself to the burst once; a worker can
 //! refuse a request while another still holds a lease (at most 10 ms of the rate each). Rates
 //! below 100 requests per second lease nothing and behave exactly as one shared bucket.
@@ -20,9 +21,9 @@ use std::cell::RefCell;
 const LEASE_RATE_S: f64 = 0.01;
 /// ...and at most this share of its burst (or byte capacity).
 const LEASE_BURST_SHARE: f64 = 0.1;
-/// A lease not used up within this time (by the recent clock) is dropped: while a worker holds
-/// one, the shared bucket refills as if it had been spent, so an old lease would let that worker
-/// go beyond the burst by its size.
+/// A lease serves requests for this long (by the recent clock), then its rest waits to be handed
+/// back: while a worker holds one, the shared bucket refills as if it had been spent, so an old
+/// lease would let that worker go beyond the burst by its size.
 pub const LEASE_TTL_NS: i64 = 1_000_000_000;
 
 /// Configured limits of one token.
