@@ -86,7 +86,7 @@ pub struct Config {
     pub sha256_hex: String,
     by_digest: HashMap<[u8; 32], usize>,
     by_id: HashMap<String, usize>,
-    /// Prebuilt replies for missing and unknown credentials (in this realm).
+    /// The replies this configuration sends, kept once built (in this realm; see `reply.rs`).
     pub canned: crate::reply::Canned,
     /// Tokens already found by digest, by their presented bytes, and tokens already refused
     /// as unknown (see `recent.rs`).

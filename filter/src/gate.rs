@@ -360,16 +360,20 @@ where
             Some(left) => Some(Some(left)),
             None => {
                 let key = slot_key(throttle::slot_index(ip, policy.table_size));
-                shared::update(env, &key, |cur| {
+                let blocked = shared::update(env, &key, |cur| {
                     let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
                     (slot.encode(), blocked)
-                })
+                });
+                // Learned from shared data: this worker answers the rest of the cooldown alone.
+                if let Some(Some(left)) = blocked {
+                    let until = now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
+                    cfg.cooling.remember(ip, until);
+                }
+                blocked
             }
         };
         match blocked {
             Some(Some(retry_after)) => {
-                let until = now.saturating_add(i64::try_from(retry_after).unwrap_or(i64::MAX));
-                cfg.cooling.remember(ip, until);
                 refusal = Refusal::AuthThrottled { retry_after };
                 outcome = Outcome::AuthThrottled;
                 reason = "too many failed authentications from this address";
@@ -495,7 +499,8 @@ where
 }
 
 /// One round with a token's shared bucket (see [`Bucket::draw`]): the worker's lease goes
-/// back, and the next one is kept. `None` when every CAS attempt conflicted (the lease is kept).
+/// back, and the next one is kept. `None` when every CAS attempt conflicted (the lease is kept);
+/// a token without a rate has no bucket, and nothing to refuse.
 fn draw(
     cfg: &Config,
     index: usize,
@@ -505,7 +510,9 @@ fn draw(
     request: bool,
     bytes: u64,
 ) -> Option<Result<(), u64>> {
-    let rate = token.rate.as_ref()?;
+    let Some(rate) = &token.rate else {
+        return Some(Ok(()));
+    };
     let now_ns = clock.exact_ns(env);
     let returned = cfg.leases.get(index);
     let result = shared::update(env, &rate_key(&token.id), |cur| {

@@ -9,8 +9,9 @@
 //! address is taken over once that address's window and cooldown have passed; until then two
 //! colliding addresses share one counter (which can only throttle invalid requests).
 
-use std::cell::RefCell;
 use std::net::IpAddr;
+
+use crate::recent::Recent;
 
 /// Configured policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,32 +123,31 @@ impl Slot {
 
 /// Addresses this worker saw in a cooldown, and until when (Unix seconds), so their further
 /// failures are answered without reading shared data: a cooldown, once started, only ends at
-/// its time (a failure during it changes nothing in the slot). Direct-mapped, fixed size; part
-/// of one parsed configuration, like the slots' policy.
-#[derive(Clone, Debug, Default)]
-pub struct Cooling(RefCell<Vec<([u8; 16], i64)>>);
+/// its time (a failure during it changes nothing in the slot). Kept in a [`Recent`] table by
+/// address bytes (direct-mapped, fixed size); part of one parsed configuration, like the slots'
+/// policy.
+#[derive(Clone, Debug)]
+pub struct Cooling(Recent<i64>);
 
-/// Slots of [`Cooling`] per VM (24 bytes each).
-const COOLING_SLOTS: u32 = 256;
+/// Slots of [`Cooling`] per VM.
+const COOLING_SLOTS: usize = 256;
+
+impl Default for Cooling {
+    fn default() -> Self {
+        Cooling(Recent::new(COOLING_SLOTS))
+    }
+}
 
 impl Cooling {
     /// Seconds left of `ip`'s cooldown at `now`, if this worker has seen it cooling down.
     pub fn blocked(&self, ip: IpAddr, now: i64) -> Option<u64> {
-        let slots = self.0.borrow();
-        let (addr, until) = slots.get(slot_index(ip, COOLING_SLOTS) as usize)?;
-        (*addr == addr_bytes(ip) && now < *until)
-            .then(|| u64::try_from(until - now).unwrap_or(1).max(1))
+        let until = self.0.get(&addr_bytes(ip))?;
+        (now < until).then(|| u64::try_from(until - now).unwrap_or(1).max(1))
     }
 
     /// Remembers that `ip` cools down until `until`.
     pub fn remember(&self, ip: IpAddr, until: i64) {
-        let mut slots = self.0.borrow_mut();
-        if slots.is_empty() {
-            slots.resize(COOLING_SLOTS as usize, ([0; 16], 0));
-        }
-        if let Some(slot) = slots.get_mut(slot_index(ip, COOLING_SLOTS) as usize) {
-            *slot = (addr_bytes(ip), until);
-        }
+        self.0.insert(&addr_bytes(ip), until);
     }
 }
 
@@ -257,15 +257,21 @@ mod tests {
             Some(300),
             "the same address mapped to IPv6"
         );
-        // An address landing on a taken slot replaces it: never a false positive.
-        let other = (0..=255u8)
-            .map(|i| IpAddr::from([198, 51, 100, i]))
-            .find(|a| slot_index(*a, COOLING_SLOTS) == slot_index(ip("203.0.113.1"), COOLING_SLOTS))
-            .unwrap_or_else(|| ip("203.0.113.1"));
-        c.remember(other, 50);
-        assert_eq!(c.blocked(other, 0), Some(50));
-        if other != ip("203.0.113.1") {
-            assert_eq!(c.blocked(ip("203.0.113.1"), 0), None);
+        // An address landing on a taken slot replaces it: more addresses than slots leave some
+        // forgotten, and none is ever answered with another's cooldown.
+        let addrs: Vec<IpAddr> = (0..1000u32)
+            .map(|i| IpAddr::from((0xc633_6400 + i).to_be_bytes()))
+            .collect();
+        for (i, a) in addrs.iter().enumerate() {
+            c.remember(*a, 1000 + i as i64);
         }
+        let mut forgotten = 0;
+        for (i, a) in addrs.iter().enumerate() {
+            match c.blocked(*a, 0) {
+                Some(left) => assert_eq!(left, 1000 + i as u64, "{a}"),
+                None => forgotten += 1,
+            }
+        }
+        assert!(forgotten >= 1000 - COOLING_SLOTS, "{forgotten} forgotten");
     }
 }
