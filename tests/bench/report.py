@@ -105,6 +105,19 @@ def ratio(med: dict, a: str, b: str, key: str = "rps") -> float | None:
     return x / y if x and y else None
 
 
+def chain(med: dict, proto: str, steps: list[tuple[str, str, str]]) -> str | None:
+    """`(k) label x µs → (k) label y µs (+d µs why) → …` by Envoy CPU/req, one step per
+    (variant, label, why its difference to the step before); None unless every step was run."""
+    cpu = [med.get(f"{k}/{proto}", {}).get("cpu_us") for k, _, _ in steps]
+    if not all(cpu):
+        return None
+    out = []
+    for i, ((key, label, why), c) in enumerate(zip(steps, cpu)):
+        text = f"({key}) {label + ' ' if label else ''}{c:.1f} µs"
+        out.append(text + (f" ({c - cpu[i - 1]:+.1f} µs{why})" if i else ""))
+    return " → ".join(out)
+
+
 def added_us(med: dict, e: str, base: str) -> float | None:
     x, y = med.get(e, {}).get("rps"), med.get(base, {}).get("rps")
     return 1e6 / x - 1e6 / y if x and y else None
@@ -239,32 +252,32 @@ def build(d: Path, command: str) -> tuple[str, dict, list[dict]]:
             # Where (e)'s extra cost over (d) goes: the header edits any gate must make, and the rest.
             parts = []
             for p, pn in (("h1", "HTTP/1.1"), ("h2", "h2")):
-                cd, cx, ce = (med.get(f"{k}/{p}", {}).get("cpu_us") for k in ("d", "d-edit", "e"))
-                if cd and cx and ce:
-                    parts.append(f"{pn}: (d) {cd:.1f} µs → (d-edit) {cx:.1f} µs (+{cx - cd:.1f} µs for the four header "
-                                 f"edits) → (e) {ce:.1f} µs ({ce - cx:+.1f} µs for reading every header, the token "
-                                 f"lookup and the checks); (e)/(d-edit) req/s {(ratio(med, f'e/{p}', f'd-edit/{p}') or 0):.3f}")
+                c = chain(med, p, [("d", "", ""), ("d-edit", "", " for the four header edits"),
+                                   ("e", "", " for reading every header, the token lookup and the checks")])
+                if c:
+                    parts.append(f"{pn}: {c}; (e)/(d-edit) req/s {(ratio(med, f'e/{p}', f'd-edit/{p}') or 0):.3f}")
             if parts:
                 w("Decomposition of accepting by Envoy CPU/req, with (d-edit) = the minimal filter also making otlp-gate's edits "
                   "(remove `authorization`, set tenant and identity headers, rewrite `:path`): " + "; ".join(parts) + ".\n")
         if "d-reply" in raw["variants"] and "d-rej" in raw["variants"]:
-            cr0, cr1, cf = (med.get(f"{k}/h2", {}).get("cpu_us") for k in ("d-rej", "d-reply", "f"))
-            if cr0 and cr1 and cf:
-                w(f"Decomposition of rejecting (h2): (d-rej) the minimal filter's bare 401 {cr0:.1f} µs → (d-reply) the "
-                  f"same filter sending otlp-gate's 401 (`www-authenticate`, `content-type` and a 31-byte "
-                  f"`google.rpc.Status` body) {cr1:.1f} µs ({cr1 - cr0:+.1f} µs: Envoy's local reply with headers and a "
-                  f"body) → (f) {cf:.1f} µs ({cf - cr1:+.1f} µs for reading every header and the lookup: after its first "
-                  f"request the token is remembered as refused, so it is not hashed again; a new unknown token "
-                  f"on every request costs one SHA-256 more, see the microbenchmarks); (f)/(d-reply) req/s {(ratio(med, 'f/h2', 'd-reply/h2') or 0):.3f}.\n")
+            c = chain(med, "h2", [
+                ("d-rej", "the minimal filter's bare 401", ""),
+                ("d-reply", "the same filter sending otlp-gate's 401 (`www-authenticate`, `content-type` and a 31-byte "
+                 "`google.rpc.Status` body)", ": Envoy's local reply with headers and a body"),
+                ("f", "", " for reading every header and the lookup: after its first request the token is remembered "
+                 "as refused, so it is not hashed again; a new unknown token on every request costs one SHA-256 more, "
+                 "see the microbenchmarks")])
+            if c:
+                w(f"Decomposition of rejecting (h2): {c}; (f)/(d-reply) req/s {(ratio(med, 'f/h2', 'd-reply/h2') or 0):.3f}.\n")
         if "d-th" in raw["variants"]:
-            cd, ct, cf = (med.get(f"{k}/h2", {}).get("cpu_us") for k in ("d", "d-th", "f-th"))
-            if cd and ct and cf:
-                w(f"Decomposition of the throttled reject (h2): (d) {cd:.1f} µs → (d-th) the minimal filter reading "
-                  f"`source.address` and sending otlp-gate's 429 (`retry-after`, `content-type` and a "
-                  f"`google.rpc.Status` body with RetryInfo) {ct:.1f} µs ({ct - cd:+.1f} µs: the property read and "
-                  f"Envoy's local reply) → (f-th) {cf:.1f} µs ({cf - ct:+.1f} µs for reading every header, the lookup "
-                  f"and the cooldown check: the worker remembers addresses it saw cooling down, and keeps the reply "
-                  f"it built this second); (f-th)/(d-th) req/s {(ratio(med, 'f-th/h2', 'd-th/h2') or 0):.3f}.\n")
+            c = chain(med, "h2", [
+                ("d", "", ""),
+                ("d-th", "the minimal filter reading `source.address` and sending otlp-gate's 429 (`retry-after`, "
+                 "`content-type` and a `google.rpc.Status` body with RetryInfo)", ": the property read and Envoy's local reply"),
+                ("f-th", "", " for reading every header, the lookup and the cooldown check: the worker remembers addresses "
+                 "it saw cooling down, and keeps the reply it built this second")])
+            if c:
+                w(f"Decomposition of the throttled reject (h2): {c}; (f-th)/(d-th) req/s {(ratio(med, 'f-th/h2', 'd-th/h2') or 0):.3f}.\n")
         rl = raw.get("reload")
         if rl:
             w(f"Token reload (kubelet-style `..data` swap of the ECDS file, {rl['swaps']} swaps, time to the first "
