@@ -11,6 +11,7 @@
 //! no hash map code of its own in the module. Slots are compared in constant time; `Debug` is
 //! redacted. Both belong to one parsed configuration: a reload starts new, empty ones, so a
 //! removed token is never found after the reload that removed it, nor an added one refused.
+//! `throttle::Cooling` keeps client addresses cooling down in a third table of the same kind.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
