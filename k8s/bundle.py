@@ -449,6 +449,15 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
            f"ingress controller; probe listener from Alloy" + (f": {problems}" if problems else "")
            + ("" if default_deny else ": no default-deny policy"))
 
+    # An init container of Alloy's (components/external-lgtm) runs the same image as Alloy.
+    alloy = one("Deployment", "alloy")
+    if alloy is not None:
+        pod_spec = alloy["spec"]["template"]["spec"]
+        images = {c["image"] for c in pod_spec.get("initContainers", [])}
+        report(images <= {pod_spec["containers"][0]["image"]},
+               f"{name}: Alloy's init containers run Alloy's image"
+               + ("" if images <= {pod_spec["containers"][0]["image"]} else f": {sorted(images)}"))
+
     # Every container: non-root, no privilege escalation, all capabilities dropped, limits set.
     bad = []
     for d in docs:
@@ -456,7 +465,7 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
             continue
         spec = d["spec"]["template"]["spec"]
         psc = spec.get("securityContext", {})
-        for ctr in spec.get("containers", []):
+        for ctr in spec.get("containers", []) + spec.get("initContainers", []):
             sc = ctr.get("securityContext", {})
             wid = f"{d['kind']}/{d['metadata']['name']}/{ctr['name']}"
             if not psc.get("runAsNonRoot") or sc.get("allowPrivilegeEscalation") is not False \
