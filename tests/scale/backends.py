@@ -1,7 +1,8 @@
 """Real Loki and Tempo (and an S3 server) on loopback, started with the bundle's own configs.
 
-A config is rendered for a test by changing only what a laptop needs: paths under a temporary
-directory, loopback ports, and (one instance standing for three) the replication factor. Every
+A config is rendered for a test by changing only what one machine needs: paths under a temporary
+directory, loopback ports, and, for replicas sharing the host, their ring instance ids (in pods
+those are the distinct host names) and memberlist peers (in pods, the headless Service). Every
 substitution names the key it changes and fails if the key is gone, so a config change the
 rendering no longer covers fails loudly. `${VARS}` stay in the file: the backends expand them
 from the environment (-config.expand-env=true), as in the pods.
@@ -63,7 +64,8 @@ def rewrite_paths(node, old: str, new: str):
 class Backend:
     """One Loki or Tempo process with its rendered config and data directory."""
 
-    def __init__(self, kind: str, binary: str, source: Path, workdir: Path, env: dict | None = None):
+    def __init__(self, kind: str, binary: str, source: Path, workdir: Path, env: dict | None = None,
+                 instance: int = 0):
         self.kind, self.binary, self.source, self.workdir = kind, binary, source, workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, **(env or {}))
@@ -72,7 +74,9 @@ class Backend:
         self.config = workdir / f"{kind}.yaml"
         self.proc: st.Proc | None = None
         self.changed: list[str] = []
-        self.render()
+        self.instance = instance
+        # Memberlist ports of every replica (this one alone unless the test says otherwise).
+        self.peers = [self.ports["memberlist"]]
 
     def render(self) -> None:
         doc = yaml.safe_load(self.source.read_text())
@@ -88,11 +92,13 @@ class Backend:
         if self.kind == "loki":
             subs["runtime_config.file"] = str(overrides)
             if "memberlist" in doc:
-                subs["memberlist.join_members"] = [f"127.0.0.1:{p['memberlist']}"]
-                doc["memberlist"]["bind_port"] = p["memberlist"]
-                doc["memberlist"]["bind_addr"] = ["127.0.0.1"]
-                # One process stands for the three replicas: it cannot hold three copies.
-                subs["common.replication_factor"] = 1
+                subs["memberlist.join_members"] = [f"127.0.0.1:{port}" for port in self.peers]
+                # Pods differ by host name (the default ring instance id and memberlist node name)
+                # and each listens on 7946 (the default advertised port); processes on one host do not.
+                doc["memberlist"].update(bind_port=p["memberlist"], bind_addr=["127.0.0.1"],
+                                         advertise_port=p["memberlist"], advertise_addr="127.0.0.1",
+                                         node_name=f"loki-{self.instance}")
+                doc["common"]["ring"]["instance_id"] = f"loki-{self.instance}"
         else:
             subs["overrides.per_tenant_override_config"] = str(overrides)
             subs["distributor.receivers.otlp.protocols.grpc.endpoint"] = f"127.0.0.1:{p['otlp_grpc']}"
@@ -101,12 +107,15 @@ class Backend:
             subs["metrics_generator.storage.remote_write"] = [
                 dict(get(doc, "metrics_generator.storage.remote_write")[0],
                      url=f"http://127.0.0.1:{st.free_ports(1)[0]}/api/v1/push")]
-            doc.setdefault("memberlist", {})["bind_port"] = p["memberlist"]
-            doc["memberlist"]["bind_addr"] = ["127.0.0.1"]
+            doc.setdefault("memberlist", {}).update(bind_port=p["memberlist"], bind_addr=["127.0.0.1"],
+                                                    advertise_port=p["memberlist"], advertise_addr="127.0.0.1")
         for path, value in subs.items():
             get(doc, path)
             put(doc, path, value)
-        self.changed = sorted(subs) + ["memberlist.bind_port", f"paths {prod_dir} -> tmp"]
+        extra = ["memberlist.{bind,advertise}_{port,addr}", f"paths {prod_dir} -> tmp"]
+        if self.kind == "loki" and "memberlist" in doc:
+            extra += ["memberlist.node_name", "common.ring.instance_id"]
+        self.changed = sorted(subs) + extra
         leftover = [s for s in ("/var/loki", "/var/tempo", "/etc/") if s in yaml.safe_dump(doc)]
         if leftover:
             raise AssertionError(f"render: production paths left in the {self.kind} config: {leftover}")
@@ -117,6 +126,7 @@ class Backend:
         return f"http://127.0.0.1:{self.ports['http']}"
 
     def start(self, timeout: float = 180) -> "Backend":
+        self.render()
         self.data.mkdir(parents=True, exist_ok=True)
         argv = [self.binary, f"-config.file={self.config}", "-target=all", "-config.expand-env=true"]
         self.proc = st.Proc(self.kind, argv, self.workdir, env=self.env)
