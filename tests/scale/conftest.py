@@ -5,13 +5,17 @@ it without starting pytest)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-import backends as bk
-import otel
+# gRPC's C core logs every failed TLS handshake at INFO; the negative tests make some on purpose.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import backends as bk  # noqa: E402
+import otel  # noqa: E402
 
 
 @pytest.fixture

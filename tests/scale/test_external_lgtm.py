@@ -240,13 +240,28 @@ def send_spans(x: dict, b, tenant: str, ca: Path | None = None, headers: dict | 
         exp.shutdown()
 
 
-@pytest.mark.parametrize("variant", ["basic", "bearer"])
-def test_rendered_alloy_config_reaches_lgtm_behind_tls_and_auth(loki_bin, tmp_path, marker, variant):
+@pytest.fixture(scope="module")
+def lgtm(tmp_path_factory):
+    """"Your LGTM": Loki and (when TEMPO_BIN is set) Tempo on the bundle's base configs."""
+    if not bk.LOKI_BIN or not Path(bk.LOKI_BIN).exists():
+        pytest.skip(f"no Loki binary: {bk.HOW}")
+    work = tmp_path_factory.mktemp("lgtm")
     have_tempo = bool(bk.TEMPO_BIN) and Path(bk.TEMPO_BIN).exists()
-    loki = bk.Backend("loki", loki_bin, bk.ROOT / "k8s/base/loki/loki.yaml", tmp_path / "loki").start()
-    tempo = bk.Backend("tempo", bk.TEMPO_BIN, bk.ROOT / "k8s/base/tempo/tempo.yaml", tmp_path / "tempo")
-    if have_tempo:
-        tempo.start()
+    loki = bk.Backend("loki", bk.LOKI_BIN, bk.ROOT / "k8s/base/loki/loki.yaml", work / "loki")
+    tempo = bk.Backend("tempo", bk.TEMPO_BIN, bk.ROOT / "k8s/base/tempo/tempo.yaml", work / "tempo")
+    try:
+        loki.start()
+        if have_tempo:
+            tempo.start()
+        yield loki, tempo, have_tempo
+    finally:
+        loki.stop()
+        tempo.stop()
+
+
+@pytest.mark.parametrize("variant", ["basic", "bearer"])
+def test_rendered_alloy_config_reaches_lgtm_behind_tls_and_auth(lgtm, tmp_path, marker, variant):
+    loki, tempo, have_tempo = lgtm
     users = {b: (f"otlp-gate-{b}", secrets.token_urlsafe(18)) for b in ("loki", "mimir", "tempo")}
     if variant == "basic":
         proxy = Proxy(tmp_path / "proxy", loki, tempo, users)
@@ -283,6 +298,8 @@ def test_rendered_alloy_config_reaches_lgtm_behind_tls_and_auth(loki_bin, tmp_pa
         assert not send_logs(lx, b, "team-a", headers={"X-Scope-OrgID": ("context", "")})
         if have_tempo:
             assert not send_spans(tx, b, "team-a", ca=Path(requests.certs.where()), timeout=5)
+            assert not send_spans(tx, b, "team-a", timeout=5,
+                                  headers={**tx["headers"], "Authorization": lx["headers"]["Authorization"]})
 
         # The platform writer (loki.write "platform"): its URL, tenant, credential file and CA.
         ep = r.alloy['loki.write "platform"']["endpoint"][0]
@@ -318,8 +335,6 @@ def test_rendered_alloy_config_reaches_lgtm_behind_tls_and_auth(loki_bin, tmp_pa
               f"rendered settings; another backend's credential, none, or the system CAs were refused")
     finally:
         proxy.stop()
-        loki.stop()
-        tempo.stop()
 
 
 class BearerProxy(Proxy):
