@@ -410,6 +410,10 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
                 expected[app] = {(src, port) for src, port in expected[app] if src != backend}
         elif sts["spec"].get("replicas", 1) > 1:
             expected[backend] |= {(backend, 7946), (backend, 9095)}
+    if one("StatefulSet", "grafana") is None:  # components/external-lgtm/no-grafana
+        del expected["grafana"]
+        for app in expected:
+            expected[app] = {(src, port) for src, port in expected[app] if src != "grafana"}
     allowed = {app: set() for app in expected}
     default_deny = False
     problems = []

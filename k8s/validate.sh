@@ -220,7 +220,7 @@ EOF
     run "alloy-check $name: the rendered alloy-config ($(cat "$work/out"))" target/debug/alloy-check "$dir"
 }
 
-echo "== optional components: external-lgtm (basic auth, bearer), rendered like an overlay"
+echo "== optional components: external-lgtm (basic auth, bearer, without Grafana), rendered like an overlay"
 # Throw-away overlays = base + the component(s), with the settings an operator generates.
 external_settings='  - name: otlp-gate-external-lgtm
     literals:
@@ -233,15 +233,15 @@ external_settings='  - name: otlp-gate-external-lgtm
       - EXTERNAL_LOKI_USERNAME=otlp-gate
       - EXTERNAL_MIMIR_USERNAME=otlp-gate
       - EXTERNAL_TEMPO_USERNAME=otlp-gate'
-for variant in external-lgtm external-lgtm/bearer; do
+for variant in external-lgtm external-lgtm/bearer external-lgtm/no-grafana; do
     name=${variant//\//-}
     mkdir -p "$work/$name"
     rp=$(realpath --relative-to="$work/$name" k8s)
     {
         printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: observability\n'
         printf 'resources:\n  - %s/base\ncomponents:\n  - %s/components/external-lgtm\n' "$rp" "$rp"
-        if [ "$variant" = external-lgtm/bearer ]; then
-            printf '  - %s/components/external-lgtm/bearer\n' "$rp"
+        if [ "$variant" != external-lgtm ]; then
+            printf '  - %s/components/%s\n' "$rp" "$variant"
         fi
         printf 'configMapGenerator:\n%s\n' "$external_settings"
     } >"$work/$name/kustomization.yaml"
@@ -305,7 +305,7 @@ if cargo build -q -p alloy-check >"$work/build" 2>&1; then
         "$checker" alloy/config.alloy alloy/kubernetes.alloy
     run "alloy-check alloy/config.alloy alloy/compose.alloy (compose.yaml)" \
         "$checker" alloy/config.alloy alloy/compose.alloy
-    for rendered in "$work"/dev.yaml "$work"/production.yaml "$work"/external-lgtm.yaml "$work"/external-lgtm-bearer.yaml; do
+    for rendered in "$work"/dev.yaml "$work"/production.yaml "$work"/external-lgtm*.yaml; do
         if [ -f "$rendered" ]; then
             alloy_rendered "$(basename "$rendered" .yaml)" "$rendered"
         fi
