@@ -18,6 +18,22 @@ import backends as bk  # noqa: E402
 import otel  # noqa: E402
 
 
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section("what the real backends did")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+def report(line: str) -> None:
+    """A finding shown in the run's summary (pytest -q hides passing tests' output)."""
+    print(line)
+    REPORT.append(line)
+
+
 @pytest.fixture
 def loki_bin() -> str:
     if not bk.LOKI_BIN or not Path(bk.LOKI_BIN).exists():

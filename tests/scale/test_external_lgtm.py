@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 import backends as bk
 import certs
-from conftest import batch
+from conftest import batch, report
 
 COMPONENT = bk.ROOT / "k8s/components/external-lgtm"
 
@@ -331,7 +331,7 @@ def test_rendered_alloy_config_reaches_lgtm_behind_tls_and_auth(lgtm, tmp_path, 
         if have_tempo:
             bk.wait_for(lambda: requests.get(f"{tempo.url}/api/traces/{trace_id}", headers={"X-Scope-OrgID": "team-a"},
                                              timeout=20).status_code == 200, 60, "team-a's trace in Tempo")
-        print(f"{variant}: logs, {'traces, ' if have_tempo else '(no TEMPO_BIN: traces not sent) '}and the platform writer went through TLS + {variant} auth with the "
+        report(f"{variant}: logs, {'traces, ' if have_tempo else '(no TEMPO_BIN: traces not sent) '}and the platform writer went through TLS + {variant} auth with the "
               f"rendered settings; another backend's credential, none, or the system CAs were refused")
     finally:
         proxy.stop()

@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 import backends as bk
-from conftest import batch
+from conftest import batch, report
 
 COMPONENT = bk.ROOT / "k8s/components/object-storage"
 
@@ -54,7 +54,7 @@ def test_loki_replicas_share_a_ring_and_keep_logs_in_the_bucket(loki_bin, s3, tm
     try:
         for r in replicas:
             r.start()
-        print(f"3 Loki replicas rendered from {COMPONENT.name}/loki.yaml, changed: {', '.join(replicas[0].changed)}")
+        report(f"3 Loki replicas rendered from {COMPONENT.name}/loki.yaml, changed: {', '.join(replicas[0].changed)}")
         b = batch(marker, marker)
         # Written through replica 0 (its distributor needs 2 of the 3 ingesters in the ring) ...
         exporter = OTLPLogExporter(endpoint=f"{replicas[0].url}/otlp/v1/logs",
@@ -73,7 +73,7 @@ def test_loki_replicas_share_a_ring_and_keep_logs_in_the_bucket(loki_bin, s3, tm
         replicas[1].start()
         bk.wait_for(lambda: same(loki_lines(replicas[1].url, "team-a", marker, must=False), b.log_bodies), 240,
                     "the logs through the replica that lost its volume")
-        print("one replica stopped and emptied: the other two served the logs; it rejoined and serves them")
+        report("one replica stopped and emptied: the other two served the logs; it rejoined and serves them")
 
         # Every replica stops (each flushes its chunks to the bucket) and loses its volume.
         for r in replicas:
@@ -81,7 +81,7 @@ def test_loki_replicas_share_a_ring_and_keep_logs_in_the_bucket(loki_bin, s3, tm
         keys = s3.keys("loki-chunks")
         assert any(k.startswith("team-a/") for k in keys), f"no team-a chunk in the bucket: {keys[:20]}"
         assert any(k.startswith("index/") for k in keys), f"no TSDB index in the bucket: {keys[:20]}"
-        print(f"bucket after the stop: {len(keys)} objects ({sum(k.startswith('team-a/') for k in keys)} "
+        report(f"bucket after the stop: {len(keys)} objects ({sum(k.startswith('team-a/') for k in keys)} "
               f"team-a chunks)")
         for r in replicas:
             r.wipe()
@@ -90,7 +90,7 @@ def test_loki_replicas_share_a_ring_and_keep_logs_in_the_bucket(loki_bin, s3, tm
                             "the logs served from the bucket after the restart")
         assert sorted(lines) == sorted(b.log_bodies), "logs lost or duplicated"
         assert loki_lines(replicas[0].url, "team-b", marker) == [], "team-b reads team-a's logs"
-        print(f"all three restarted with empty volumes: team-a reads its {len(lines)} log lines "
+        report(f"all three restarted with empty volumes: team-a reads its {len(lines)} log lines "
               f"(once each), team-b none")
     finally:
         for r in replicas:
@@ -105,7 +105,7 @@ def test_tempo_keeps_traces_in_the_bucket_across_an_empty_volume(tempo_bin, s3, 
     s3.create_bucket("tempo-traces")
     tempo = bk.Backend("tempo", tempo_bin, COMPONENT / "tempo.yaml", tmp_path / "tempo",
                        env=s3.env(TEMPO_BUCKET="tempo-traces")).start()
-    print(f"tempo rendered from {COMPONENT.name}/tempo.yaml, changed: {', '.join(tempo.changed)}")
+    report(f"tempo rendered from {COMPONENT.name}/tempo.yaml, changed: {', '.join(tempo.changed)}")
     try:
         b = batch(marker, marker)
         trace_id = format(b.spans[0].context.trace_id, "032x")
@@ -116,7 +116,7 @@ def test_tempo_keeps_traces_in_the_bucket_across_an_empty_volume(tempo_bin, s3, 
         # The live store cuts a block after max_block_duration and writes it to the bucket.
         blocks = bk.wait_for(lambda: [k for k in s3.keys("tempo-traces", "team-a/") if k.endswith("meta.json")],
                              240, "a team-a block in the bucket", interval=2)
-        print(f"bucket: team-a block(s) {sorted({k.split('/')[1] for k in blocks})}")
+        report(f"bucket: team-a block(s) {sorted({k.split('/')[1] for k in blocks})}")
         tempo.stop()
 
         tempo.wipe()
@@ -124,6 +124,6 @@ def test_tempo_keeps_traces_in_the_bucket_across_an_empty_volume(tempo_bin, s3, 
         bk.wait_for(lambda: tempo_trace(tempo.url, "team-a", trace_id) == 200, 180,
                     "the trace served from the bucket after the restart", interval=2)
         assert tempo_trace(tempo.url, "team-b", trace_id) == 404, "team-b reads team-a's trace"
-        print(f"after an empty-volume restart: team-a reads trace {trace_id}, team-b gets 404")
+        report(f"after an empty-volume restart: team-a reads trace {trace_id}, team-b gets 404")
     finally:
         tempo.stop()
