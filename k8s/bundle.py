@@ -435,6 +435,18 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
            f"ingress controller; probe listener from Alloy" + (f": {problems}" if problems else "")
            + ("" if default_deny else ": no default-deny policy"))
 
+    # RBAC: nothing cluster-wide. Alloy reads pods and pod logs of its own namespace only (a
+    # ClusterRole with pods/log would let it read every team's logs).
+    cluster_rbac = [f"{d['kind']}/{d['metadata']['name']}" for d in docs
+                    if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    role = one("Role", "alloy")
+    rules = {(r, tuple(sorted(x["verbs"]))) for x in (role or {}).get("rules", []) for r in x["resources"]}
+    binding = one("RoleBinding", "alloy")
+    report(not cluster_rbac and rules == {("pods", ("get", "list", "watch")), ("pods/log", ("get",))}
+           and binding is not None and binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "alloy"},
+           f"{name}: Alloy's API access is a namespaced Role (pods, pods/log read-only), nothing cluster-wide"
+           + (f": found {cluster_rbac}" if cluster_rbac else ""))
+
     # Every container: non-root, no privilege escalation, all capabilities dropped, limits set.
     bad = []
     for d in docs:

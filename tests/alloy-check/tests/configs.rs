@@ -211,8 +211,8 @@ fn required_arguments_and_blocks() {
     assert_reports(
         &broken(
             "kubernetes.alloy",
-            "discovery.kubernetes \"pods\" {\n  role = \"pod\"\n}",
-            "discovery.kubernetes \"pods\" {\n}",
+            "discovery.kubernetes \"pods\" {\n  role = \"pod\"\n",
+            "discovery.kubernetes \"pods\" {\n",
         ),
         "missing required attribute `role` in discovery.kubernetes \"pods\"",
     );
@@ -304,8 +304,8 @@ fn references_must_resolve_to_the_right_export() {
     assert_reports(
         &broken(
             "kubernetes.alloy",
-            "forward_to      = [prometheus.remote_write.platform.receiver]",
-            "forward_to      = prometheus.remote_write.platform.receiver",
+            "forward_to               = [prometheus.remote_write.platform.receiver]",
+            "forward_to               = prometheus.remote_write.platform.receiver",
         ),
         "expected list(MetricsReceiver), got prometheus.remote_write.platform.receiver (a MetricsReceiver)",
     );
@@ -414,3 +414,4 @@ fn the_tenant_header_must_survive_the_pipeline() {
         "`otelcol.receiver.otlp.gateway` > grpc must set include_metadata = true",
     );
 }
+
