@@ -27,6 +27,9 @@ ITEM_BUDGET = 4096
 # Loki 3.7.6 pkg/distributor/distributor.go: -distributor.max-recv-msg-size 100<<20 (the OTLP
 # push body, compressed), -distributor.max-decompressed-size 5000<<20.
 LOKI_DEFAULT_MAX_RECV = 100 * MiB
+# dskit server (Loki 3.7.6 vendor/github.com/grafana/dskit/server/server.go):
+# -server.grpc-max-recv-msg-size-bytes 4 MiB.
+DSKIT_GRPC_DEFAULT = 4 * MiB
 # Mimir 3.1: -distributor.max-otlp-request-size, 100 MiB of uncompressed OTLP (Mimir CHANGELOG
 # 2.14 "#8574"; pkg/distributor/distributor.go maxOTLPRequestSizeFlag).
 MIMIR_DEFAULT_MAX_OTLP = 100 * MiB
@@ -65,12 +68,21 @@ def alloy_attr(block: str, name: str) -> str | None:
 
 
 def size(value: str) -> int:
-    """Alloy/Loki byte sizes: 16MiB, 8MB, 33554432."""
+    """Alloy's byte sizes (alecthomas/units: 16MiB binary, 16MB decimal) or a plain number."""
     m = re.fullmatch(r"(\d+)\s*([KMG]i?B)?", str(value).strip())
     if not m:
         raise AssertionError(f"cannot read size {value!r}")
     unit = {None: 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[m.group(2)]
     return int(m.group(1)) * unit
+
+
+def loki_size(value: str) -> int:
+    """Loki's flagext.ByteSize (pkg/util/flagext/bytesize.go): upper-cased, then c2h5oh/datasize,
+    whose KB/MB/GB are binary; "32MiB" becomes "32MIB" and is refused at start."""
+    m = re.fullmatch(r"(\d+)\s*([KMG]B)?", str(value).strip().upper())
+    if not m:
+        raise AssertionError(f"Loki refuses the size {value!r} (use e.g. 32MB, which is 32 MiB)")
+    return int(m.group(1)) * {None: 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}[m.group(2)]
 
 
 @dataclass

@@ -9,7 +9,8 @@ The tests and the demo run exactly the production files with only these substitu
   SDS file    the client-certificate directory.
   token file  the module path, the module's pinned sha256, and the plugin configuration
               (the tests' own tokens); all Envoy settings stay as in production.
-  backends    data directories, listen ports and addresses (tests/backends).
+  backends    data directories, listen ports (on 127.0.0.1) and Tempo's Mimir address
+              (tests/backends).
 """
 
 from __future__ import annotations
@@ -163,3 +164,54 @@ def static_twin(bootstrap_text: str, doc: dict) -> str:
     if replaced != 1:
         raise AssertionError(f"static twin: replaced {replaced} ECDS filters, expected 1")
     return yaml.safe_dump(boot, sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- backends
+
+K8S_BASE = ROOT / "k8s" / "base"
+
+
+@dataclass
+class BackendPorts:
+    http: int
+    grpc: int
+    otlp_grpc: int = 0  # Tempo's OTLP receivers
+    otlp_http: int = 0
+
+
+def render_loki(ports: BackendPorts, data: Path, overrides: Path) -> str:
+    """k8s/base/loki/loki.yaml with loopback ports, `data` for /var/loki and a local overrides file."""
+    src = K8S_BASE / "loki" / "loki.yaml"
+    return substitute(without_comments(src), [
+        ("http_listen_port: 3100", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
+        ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
+        ("/var/loki", str(data), 4),
+        ("/etc/loki/overrides/overrides.yaml", str(overrides), 1),
+    ], src, ("/var/", "/etc/"))
+
+
+def render_tempo(ports: BackendPorts, data: Path, overrides: Path, mimir_push: str) -> str:
+    """k8s/base/tempo/tempo.yaml with loopback ports and addresses, `data` for /var/tempo, a local
+    overrides file and the address of a Mimir (or of nothing) for the metrics generator."""
+    src = K8S_BASE / "tempo" / "tempo.yaml"
+    return substitute(without_comments(src), [
+        ("http_listen_port: 3200", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
+        ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
+        ('endpoint: "0.0.0.0:4317"', f'endpoint: "127.0.0.1:{ports.otlp_grpc}"', 1),
+        ('endpoint: "0.0.0.0:4318"', f'endpoint: "127.0.0.1:{ports.otlp_http}"', 1),
+        ("/var/tempo", str(data), 6),
+        ("/etc/tempo/overrides/overrides.yaml", str(overrides), 1),
+        ("http://mimir:9009/api/v1/push", mimir_push, 1),
+    ], src, ("/var/", "/etc/", "0.0.0.0"))
+
+
+def render_mimir(ports: BackendPorts, data: Path, overrides: Path) -> str:
+    """k8s/base/mimir/mimir.yaml with loopback ports, `data` for /data and a local overrides file."""
+    src = K8S_BASE / "mimir" / "mimir.yaml"
+    text = without_comments(src)
+    return substitute(text, [
+        ("http_listen_port: 9009", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
+        ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
+        (" /data/", f" {data}/", 7),
+        ("/etc/mimir/overrides/overrides.yaml", str(overrides), 1),
+    ], src, (" /data", "/etc/"))

@@ -198,7 +198,9 @@ def request(url: str, method: str = "GET", headers=(), body: bytes | None = None
 class Proc:
     """A child process with its output in files under logs/; stopped by pid, never by name."""
 
-    def __init__(self, name: str, argv: list[str], logs: Path, env: dict | None = None, stdout_pipe=False):
+    def __init__(self, name: str, argv: list[str], logs: Path, env: dict | None = None, stdout_pipe=False,
+                 cwd: Path | None = None, user: int | None = None):
+        """`user`: run as this uid/gid (needs root and setpriv)."""
         self.name = name
         self.out_path = logs / f"{name}.out"
         self.err_path = logs / f"{name}.err"
@@ -207,11 +209,15 @@ class Proc:
         # If this process dies without cleaning up (killed by a CI timeout), the kernel stops the
         # child too (setpriv execs the command with a parent-death signal; same pid).
         setpriv = shutil.which("setpriv")
+        if user is not None:
+            if not setpriv:
+                raise RuntimeError("setpriv (util-linux) is needed to run a process as another user")
+            argv = [setpriv, "--reuid", str(user), "--regid", str(user), "--clear-groups", "--", *argv]
         if setpriv:
             argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
         self.popen = subprocess.Popen(
             argv, stdout=subprocess.PIPE if stdout_pipe else self._out, stderr=self._err,
-            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=ROOT,
+            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd or ROOT,
         )
 
     @property

@@ -50,12 +50,17 @@ def chain_problems(envoy_max: int, alloy: limits.Alloy, loki: dict, loki_over: d
     # Loki: the OTLP push body, then the tenant's and the stream's bursts (MiB for the tenant).
     dist = loki.get("distributor") or {}
     need("Loki distributor max_recv_msg_size", dist.get("max_recv_msg_size", limits.LOKI_DEFAULT_MAX_RECV), batch, why)
+    # ... which the distributor forwards to the ingester over Loki's own gRPC server, in a larger
+    # representation: that server must take at least what the distributor accepts.
+    need("Loki server grpc_server_max_recv_msg_size (distributor -> ingester)",
+         (loki.get("server") or {}).get("grpc_server_max_recv_msg_size", limits.DSKIT_GRPC_DEFAULT),
+         dist.get("max_recv_msg_size", limits.LOKI_DEFAULT_MAX_RECV), "Loki's push limit")
     lc = loki["limits_config"]
     for tenant, o in {"(defaults)": lc, **limits.tenants(loki_over)}.items():
         merged = {**lc, **(o or {})}  # Loki merges runtime overrides onto limits_config
         required, what = (limits.LOKI_WRITE_BATCH, "loki.write batch_size") if tenant == "platform" else (batch, why)
         need(f"Loki ingestion_burst_size_mb {tenant}", int(merged["ingestion_burst_size_mb"] * MiB), required, what)
-        need(f"Loki per_stream_rate_limit_burst {tenant}", limits.size(merged["per_stream_rate_limit_burst"]),
+        need(f"Loki per_stream_rate_limit_burst {tenant}", limits.loki_size(merged["per_stream_rate_limit_burst"]),
              required, what)
 
     # Mimir: the OTLP body, and the burst in samples (at least one per data point).
@@ -124,7 +129,8 @@ MUST_SET = {
               ("blocks_storage", "filesystem", "dir"), ("ruler_storage", "filesystem", "dir")],
     "loki": [("common", "path_prefix"), ("compactor", "working_directory")],
     "tempo": [("storage", "trace", "wal", "path"), ("storage", "trace", "local", "path"),
-              ("metrics_generator", "storage", "path")],
+              ("metrics_generator", "storage", "path"), ("live_store", "wal", "path"),
+              ("live_store", "shutdown_marker_dir"), ("backend_scheduler", "local_work_path")],
 }
 # Files a backend only reads (they may sit on a read-only mount).
 READ_ONLY_OK = {("runtime_config", "file"), ("overrides", "per_tenant_override_config")}
