@@ -3,6 +3,8 @@ how to get the binaries (the rest deselected), so `just test` stays green and qu
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 
@@ -15,3 +17,12 @@ def pytest_collection_modifyitems(config, items):
     if rest:
         config.hook.pytest_deselected(items=rest)
         items[:] = [first]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What the backends did (readiness, batch sizes and timings), shown even with -q."""
+    module = sys.modules.get("test_backends")
+    if module is not None and module.REPORT:
+        terminalreporter.section("otlp-gate backends")
+        for line in module.REPORT:
+            terminalreporter.write_line(line)

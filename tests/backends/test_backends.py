@@ -70,15 +70,6 @@ URL_ATTR = "https://shop.example.com/api/v1/orders?" + "&".join(f"item{i:03d}=sk
 REPORT: list[str] = []
 
 
-def setup_module():
-    REPORT.clear()
-
-
-def teardown_module():
-    for line in REPORT:
-        print(line)
-
-
 def note(line: str) -> None:
     print(line)
     REPORT.append(line)
