@@ -19,6 +19,7 @@ use crate::reply::Reply;
 use crate::route::Signal;
 use crate::shared::{Conflict, SharedStore};
 use crate::time::seconds;
+use crate::worker::Worker;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -147,6 +148,9 @@ struct Counters {
 /// What a plugin instance holds once its config is valid; shared with its HTTP contexts.
 struct Loaded {
     config: Config,
+    /// What this VM learns while serving `config`; a VM runs one callback at a time, and no
+    /// borrow of it outlives a call into the core.
+    worker: RefCell<Worker>,
     generation: u64,
     /// The host clock as last read (at load, then every tick).
     recent_ns: Cell<i64>,
@@ -157,6 +161,7 @@ impl Loaded {
     fn new(config: Config, generation: u64, now_ns: i64) -> Loaded {
         let len = PER_TOKEN + 4 * config.tokens.len();
         let loaded = Loaded {
+            worker: RefCell::new(Worker::new(&config)),
             config,
             generation,
             recent_ns: Cell::new(now_ns),
@@ -414,6 +419,7 @@ impl HttpContext for Stream {
         let l = Rc::clone(&self.loaded);
         let decision = gate::decide(
             &l.config,
+            &mut l.worker.borrow_mut(),
             headers.iter().copied(),
             l.recent_ns.get(),
             l.generation,
@@ -476,6 +482,7 @@ impl HttpContext for Stream {
             self.prepaid_bytes -= prepaid;
             if !gate::charge_body(
                 &l.config,
+                &mut l.worker.borrow_mut(),
                 token,
                 bytes - prepaid,
                 l.recent_ns.get(),

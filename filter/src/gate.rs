@@ -1,7 +1,8 @@
-//! The decision for one request, as a function of the configuration, the request headers, a
-//! recent clock reading and an `Env` (client address, shared data, the exact clock). The
-//! proxy-wasm adapter only reads headers in, applies the result and counts it; natively `Env`
-//! is a fake, so all of this is table-tested without wasm.
+//! The decision for one request, as a function of the configuration, the worker's state for it
+//! (which the decision updates), the request headers, a recent clock reading and an `Env`
+//! (client address, shared data, the exact clock). The proxy-wasm adapter only reads headers
+//! in, applies the result and counts it; natively `Env` is a fake, so all of this is
+//! table-tested without wasm.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ use crate::route::{self, Encoding, Route, Signal};
 use crate::shared::{self, SharedStore};
 use crate::throttle::{self, Slot};
 use crate::time::seconds;
+use crate::worker::Worker;
 
 /// What the gate needs from its host besides headers.
 pub trait Env: SharedStore {
@@ -89,7 +91,7 @@ impl<'c> Forward<'c> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<'c> {
     Forward(Forward<'c>),
-    /// Shared with the configuration, which keeps the replies it sends (`reply::Canned`).
+    /// Shared with the worker, which keeps the replies it sends (`reply::Canned`).
     Reply(Rc<Reply>),
 }
 
@@ -156,6 +158,7 @@ pub fn slot_key(index: u32) -> String {
 /// [`CLOCK_MARGIN_S`] use `Env::now_ns`.
 pub fn decide<'c, 'h, H>(
     cfg: &'c Config,
+    worker: &mut Worker,
     headers: H,
     recent_ns: i64,
     generation: u64,
@@ -197,12 +200,13 @@ where
         }
     }
     let encoding = Encoding::from_content_type(content_type);
-    let reply = |refusal: Refusal,
+    let reply = |worker: &mut Worker,
+                 refusal: Refusal,
                  outcome: Outcome,
                  signal: Option<Signal>,
                  token: Option<usize>,
                  reason| Decision {
-        action: Action::Reply(cfg.canned.get(refusal, encoding, &cfg.realm)),
+        action: Action::Reply(worker.canned.get(refusal, encoding, &cfg.realm)),
         outcome: Some(outcome),
         would_be: None,
         signal,
@@ -213,6 +217,7 @@ where
     // Non-UTF-8 method or path cannot be an OTLP endpoint.
     let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
         return reply(
+            worker,
             Refusal::NotFound,
             Outcome::NotFound,
             None,
@@ -245,6 +250,7 @@ where
             }
             Route::MethodNotAllowed { signal, allow } => {
                 return reply(
+                    worker,
                     Refusal::MethodNotAllowed(allow),
                     Outcome::MethodNotAllowed,
                     signal,
@@ -254,6 +260,7 @@ where
             }
             Route::NotFound => {
                 return reply(
+                    worker,
                     Refusal::NotFound,
                     Outcome::NotFound,
                     None,
@@ -301,7 +308,7 @@ where
                 None,
                 Some((Refusal::Malformed(why), Outcome::Malformed, why)),
             ),
-            Presented::Token(t) => match cfg.lookup(&t) {
+            Presented::Token(t) => match worker.lookup(cfg, &t) {
                 None => (
                     None,
                     Some((
@@ -311,10 +318,14 @@ where
                     )),
                 ),
                 Some((i, token)) => {
-                    let request = Admitted { index: i, signal };
+                    let request = Admitted {
+                        token,
+                        index: i,
+                        signal,
+                    };
                     let failure = token_failure(
                         cfg,
-                        token,
+                        worker,
                         &request,
                         &mut clock,
                         headers.clone(),
@@ -356,7 +367,7 @@ where
     {
         // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
         let now = seconds(clock.recent_ns);
-        let blocked = match cfg.cooling.blocked(ip, now) {
+        let blocked = match worker.cooling.blocked(ip, now) {
             Some(left) => Some(Some(left)),
             None => {
                 let key = slot_key(throttle::slot_index(ip, policy.table_size));
@@ -367,7 +378,7 @@ where
                 // Learned from shared data: this worker answers the rest of the cooldown alone.
                 if let Some(Some(left)) = blocked {
                     let until = now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
-                    cfg.cooling.remember(ip, until);
+                    worker.cooling.remember(ip, until);
                 }
                 blocked
             }
@@ -394,11 +405,12 @@ where
             prepaid_bytes,
         };
     }
-    reply(refusal, outcome, Some(signal), index, reason)
+    reply(worker, refusal, outcome, Some(signal), index, reason)
 }
 
-/// A request whose token was recognised: what its checks need besides the token.
-struct Admitted {
+/// A request whose token was recognised: the token and what its checks need besides it.
+struct Admitted<'c> {
+    token: &'c Token,
     /// The token's index in `Config::tokens`.
     index: usize,
     signal: Signal,
@@ -418,7 +430,7 @@ pub fn declared_length<'h>(headers: impl IntoIterator<Item = (&'h [u8], &'h [u8]
 /// its declared length charged; `prepaid_bytes` says how much.
 fn token_failure<'h, H>(
     cfg: &Config,
-    token: &Token,
+    worker: &mut Worker,
     request: &Admitted,
     clock: &mut Clock,
     headers: H,
@@ -428,6 +440,7 @@ fn token_failure<'h, H>(
 where
     H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
+    let token = request.token;
     if token.disabled {
         return Some((
             Refusal::InvalidToken("token disabled"),
@@ -473,13 +486,13 @@ where
         } else {
             0
         };
-        let admitted = if cfg
+        let admitted = if worker
             .leases
             .take(request.index, rate, true, declared, clock.recent_ns)
         {
             Some(Ok(()))
         } else {
-            draw(cfg, request.index, token, env, clock, true, declared)
+            draw(worker, request.index, token, env, clock, true, declared)
         };
         match admitted {
             Some(Ok(())) => *prepaid_bytes = declared,
@@ -502,7 +515,7 @@ where
 /// back, and the next one is kept. `None` when every CAS attempt conflicted (the lease is kept);
 /// a token without a rate has no bucket, and nothing to refuse.
 fn draw(
-    cfg: &Config,
+    worker: &mut Worker,
     index: usize,
     token: &Token,
     env: &mut dyn Env,
@@ -514,7 +527,7 @@ fn draw(
         return Some(Ok(()));
     };
     let now_ns = clock.exact_ns(env);
-    let returned = cfg.leases.get(index);
+    let returned = worker.leases.get(index);
     let result = shared::update(env, &rate_key(&token.id), |cur| {
         let mut b = cur
             .and_then(Bucket::decode)
@@ -530,7 +543,7 @@ fn draw(
         // The returned lease is in the bucket now.
         Err(_) => Lease::default(),
     };
-    cfg.leases.set(index, lease);
+    worker.leases.set(index, lease);
     Some(result.map(drop))
 }
 
@@ -555,6 +568,7 @@ where
 /// the exact clock). Returns false when the shared-data update gave up after CAS conflicts.
 pub fn charge_body(
     cfg: &Config,
+    worker: &mut Worker,
     token: usize,
     bytes: u64,
     recent_ns: i64,
@@ -566,14 +580,14 @@ pub fn charge_body(
     let Some(rate) = t.rate.filter(|r| r.bytes_per_second.is_some()) else {
         return true;
     };
-    if bytes == 0 || cfg.leases.take(token, &rate, false, bytes, recent_ns) {
+    if bytes == 0 || worker.leases.take(token, &rate, false, bytes, recent_ns) {
         return true;
     }
     let mut clock = Clock {
         recent_ns,
         exact_ns: None,
     };
-    draw(cfg, token, t, env, &mut clock, false, bytes).is_some()
+    draw(worker, token, t, env, &mut clock, false, bytes).is_some()
 }
 
 #[cfg(test)]
@@ -612,7 +626,14 @@ mod tests {
             ..TestEnv::default()
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), *v));
-        let d = decide(&cfg, pairs, recent_s * S, 1, &mut env);
+        let d = decide(
+            &cfg,
+            &mut Worker::new(&cfg),
+            pairs,
+            recent_s * S,
+            1,
+            &mut env,
+        );
         (d.outcome.unwrap(), env.clock_reads)
     }
 

@@ -17,6 +17,7 @@ pub mod shared;
 pub mod structpb;
 pub mod throttle;
 pub mod time;
+pub mod worker;
 
 #[cfg(test)]
 mod cases;

@@ -2,7 +2,6 @@
 //! HTTP error page), and `google.rpc.Status` bodies in protobuf or JSON for OTLP/HTTP, as the
 //! OTLP specification requires. RFC 6750 `WWW-Authenticate` challenges on 400/401/403.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use prost::Message as _;
@@ -240,12 +239,13 @@ impl Refusal {
 /// misconfigured or hostile client triggers them on every request, and building one costs more
 /// than the rest of the decision), the others on first use in a few slots replaced in turn (a
 /// 429 carries its seconds to wait, so it is rebuilt at most once a second per encoding).
+/// Part of a worker's state for one configuration (`worker.rs`), built in its realm.
 #[derive(Clone, Debug)]
 pub struct Canned {
     fixed: Vec<Rc<Reply>>,
-    recent: RefCell<Vec<(Refusal, Encoding, Rc<Reply>)>>,
+    recent: Vec<(Refusal, Encoding, Rc<Reply>)>,
     /// The slot of `recent` replaced next.
-    next: Cell<usize>,
+    next: usize,
 }
 
 /// The refusals `Canned` holds from the start, in order.
@@ -264,21 +264,21 @@ impl Canned {
         }
         Canned {
             fixed,
-            recent: RefCell::new(Vec::new()),
-            next: Cell::new(0),
+            recent: Vec::new(),
+            next: 0,
         }
     }
 
     /// The reply for `refusal` in `encoding`: a kept one, or one built now (and kept).
-    pub fn get(&self, refusal: Refusal, encoding: Encoding, realm: &str) -> Rc<Reply> {
+    pub fn get(&mut self, refusal: Refusal, encoding: Encoding, realm: &str) -> Rc<Reply> {
         let e = ENCODINGS.iter().position(|c| *c == encoding).unwrap_or(0);
         if let Some(r) = CANNED.iter().position(|c| *c == refusal)
             && let Some(reply) = self.fixed.get(r * ENCODINGS.len() + e)
         {
             return Rc::clone(reply);
         }
-        let mut recent = self.recent.borrow_mut();
-        if let Some((_, _, reply)) = recent
+        if let Some((_, _, reply)) = self
+            .recent
             .iter()
             .find(|(r, e, _)| *r == refusal && *e == encoding)
         {
@@ -286,14 +286,14 @@ impl Canned {
         }
         let reply = Rc::new(refusal.reply(encoding, realm));
         let kept = (refusal, encoding, Rc::clone(&reply));
-        if recent.len() < RECENT_REPLIES {
-            recent.push(kept);
+        if self.recent.len() < RECENT_REPLIES {
+            self.recent.push(kept);
         } else {
-            let i = self.next.get() % RECENT_REPLIES;
-            if let Some(slot) = recent.get_mut(i) {
+            let i = self.next % RECENT_REPLIES;
+            if let Some(slot) = self.recent.get_mut(i) {
                 *slot = kept;
             }
-            self.next.set(i + 1);
+            self.next = i + 1;
         }
         reply
     }
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn kept_replies_are_the_built_ones() {
-        let canned = Canned::new("otlp");
+        let mut canned = Canned::new("otlp");
         let throttled = |secs| Refusal::AuthThrottled { retry_after: secs };
         for e in ENCODINGS {
             for r in CANNED.into_iter().chain([
@@ -356,7 +356,7 @@ mod tests {
         for secs in 0..RECENT_REPLIES as u64 {
             canned.get(throttled(secs), Encoding::Json, "otlp");
         }
-        assert_eq!(canned.recent.borrow().len(), RECENT_REPLIES);
+        assert_eq!(canned.recent.len(), RECENT_REPLIES);
         assert!(!Rc::ptr_eq(
             &a,
             &canned.get(throttled(299), Encoding::Json, "otlp")
