@@ -12,9 +12,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::{self, Config};
-use crate::gate::{self, Decision, Env};
+use crate::gate::{self, Decision, Env, Verdict};
 use crate::headers;
 use crate::metrics::{self, Outcome, Pending};
+use crate::refusal::Refusal;
 use crate::reply::Reply;
 use crate::route::Signal;
 use crate::shared::{Conflict, SharedStore};
@@ -433,11 +434,11 @@ impl HttpContext for Stream {
         let signal = metrics::signal_label(decision.signal);
         match decision.action {
             gate::Action::Forward(fwd) => {
-                if let Some(would_be) = decision.would_be {
+                if let Verdict::DryRun(refusal) = decision.verdict {
                     info!(
                         "otlp-gate: dry-run forwarded {signal} that would be {} token={token_id} reason={}",
-                        would_be.as_str(),
-                        decision.reason
+                        refusal.outcome().as_str(),
+                        refusal.reason()
                     );
                 } else {
                     debug!("otlp-gate: accepted {signal} token={token_id}");
@@ -461,11 +462,11 @@ impl HttpContext for Stream {
                 Action::Continue
             }
             gate::Action::Reply(reply) => {
-                if let Some(outcome) = decision.outcome {
+                if let Verdict::Refused(refusal) = decision.verdict {
                     debug!(
                         "otlp-gate: rejected {signal} outcome={} token={token_id} reason={}",
-                        outcome.as_str(),
-                        decision.reason
+                        refusal.outcome().as_str(),
+                        refusal.reason()
                     );
                 }
                 send(&reply);
@@ -500,16 +501,20 @@ impl HttpContext for Stream {
 }
 
 fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
-    let Some(outcome) = d.outcome else { return };
+    let Some(outcome) = d.verdict.outcome() else {
+        return;
+    };
     l.count(by_outcome(REQUESTS, d.signal, outcome), 1);
-    if let Some(would_be) = d.would_be {
+    if let Some(would_be) = d.verdict.would_be() {
         l.count(by_outcome(DRY_RUN, d.signal, would_be), 1);
     }
     let Some(token) = d.token else { return };
-    if outcome == Outcome::Accepted {
+    if matches!(d.verdict, Verdict::Accepted) {
         l.count(per_token(token, TOKEN_REQUESTS), 1);
     }
-    if outcome == Outcome::RateLimited || matches!(d.would_be, Some(Outcome::RateLimited)) {
+    if let Verdict::Refused(Refusal::RateLimited { .. })
+    | Verdict::DryRun(Refusal::RateLimited { .. }) = d.verdict
+    {
         l.count(per_token(token, TOKEN_THROTTLED), 1);
         // Throttled bytes are what the client declared (the body is never read).
         let declared = gate::declared_length(headers.iter().copied()).unwrap_or(0);

@@ -195,12 +195,12 @@ fn check_case(doc: &Value, case: &Value, lag_s: i64) {
     let exp = &case["expect"];
 
     assert_eq!(
-        d.outcome.map(|o| o.as_str()),
+        d.verdict.outcome().map(|o| o.as_str()),
         exp["outcome"].as_str(),
         "{name}: outcome"
     );
     assert_eq!(
-        d.would_be.map(|o| o.as_str()),
+        d.verdict.would_be().map(|o| o.as_str()),
         exp["would_be"].as_str(),
         "{name}: would-be outcome"
     );

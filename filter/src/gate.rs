@@ -14,7 +14,8 @@ use crate::credentials::{self, Presented, Sources};
 use crate::headers::same;
 use crate::metrics::Outcome;
 use crate::rate::{Bucket, Lease};
-use crate::reply::{self, Refusal, Reply};
+use crate::refusal::Refusal;
+use crate::reply::{self, Reply};
 use crate::route::{self, Encoding, Route, Signal};
 use crate::shared::{self, SharedStore};
 use crate::throttle::{self, Slot};
@@ -95,26 +96,49 @@ pub enum Action<'c> {
     Reply(Rc<Reply>),
 }
 
+/// How a request ended, for counting and logging (the reply or forward is in `Action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not counted (healthz).
+    Uncounted,
+    Accepted,
+    Refused(Refusal),
+    /// Would have been refused, but dry-run mode forwarded it.
+    DryRun(Refusal),
+}
+
+impl Verdict {
+    /// The `outcome` label it is counted under; `None` for requests that are not counted.
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Verdict::Uncounted => None,
+            Verdict::Accepted => Some(Outcome::Accepted),
+            Verdict::Refused(r) => Some(r.outcome()),
+            Verdict::DryRun(_) => Some(Outcome::DryRun),
+        }
+    }
+
+    /// For a dry-run forward, the outcome it would have had.
+    pub fn would_be(self) -> Option<Outcome> {
+        match self {
+            Verdict::DryRun(r) => Some(r.outcome()),
+            _ => None,
+        }
+    }
+}
+
 /// What to do with a request and how to count it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision<'c> {
     pub action: Action<'c>,
-    /// `None` for requests that are not counted (healthz). `DryRun` when a rejection was
-    /// forwarded because of dry-run mode; `would_be` then says what it would have been.
-    pub outcome: Option<Outcome>,
-    pub would_be: Option<Outcome>,
+    pub verdict: Verdict,
     pub signal: Option<Signal>,
     /// Index into `Config::tokens` of the token that was presented and recognised.
     pub token: Option<usize>,
-    /// Short reason for logs (never contains a credential).
-    pub reason: &'static str,
     /// Body bytes already charged to the token's byte budget (its declared `content-length`,
     /// charged when the request was admitted); body chunks beyond them are charged as they pass.
     pub prepaid_bytes: u64,
 }
-
-/// Why a request is refused: the reply, the outcome label and a log reason.
-type Failure = (Refusal, Outcome, &'static str);
 
 /// Shared-data key of a token's rate bucket.
 pub fn rate_key(token_id: &str) -> String {
@@ -202,28 +226,17 @@ where
     let encoding = Encoding::from_content_type(content_type);
     let reply = |worker: &mut Worker,
                  refusal: Refusal,
-                 outcome: Outcome,
                  signal: Option<Signal>,
-                 token: Option<usize>,
-                 reason| Decision {
+                 token: Option<usize>| Decision {
         action: Action::Reply(worker.canned.get(refusal, encoding, &cfg.realm)),
-        outcome: Some(outcome),
-        would_be: None,
+        verdict: Verdict::Refused(refusal),
         signal,
         token,
-        reason,
         prepaid_bytes: 0,
     };
     // Non-UTF-8 method or path cannot be an OTLP endpoint.
     let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
-        return reply(
-            worker,
-            Refusal::NotFound,
-            Outcome::NotFound,
-            None,
-            None,
-            "not an OTLP path",
-        );
+        return reply(worker, Refusal::NotFound, None, None);
     };
 
     let (signal, upstream_path) =
@@ -240,33 +253,17 @@ where
                         &cfg.sha256_hex,
                         cfg.tokens.len(),
                     ))),
-                    outcome: None,
-                    would_be: None,
+                    verdict: Verdict::Uncounted,
                     signal: None,
                     token: None,
-                    reason: "healthz",
                     prepaid_bytes: 0,
                 };
             }
             Route::MethodNotAllowed { signal, allow } => {
-                return reply(
-                    worker,
-                    Refusal::MethodNotAllowed(allow),
-                    Outcome::MethodNotAllowed,
-                    signal,
-                    None,
-                    "method not allowed",
-                );
+                return reply(worker, Refusal::MethodNotAllowed(allow), signal, None);
             }
             Route::NotFound => {
-                return reply(
-                    worker,
-                    Refusal::NotFound,
-                    Outcome::NotFound,
-                    None,
-                    None,
-                    "not an OTLP path",
-                );
+                return reply(worker, Refusal::NotFound, None, None);
             }
         };
 
@@ -298,25 +295,12 @@ where
     };
 
     let mut prepaid_bytes = 0;
-    let (found, failure): (Option<(usize, &Token)>, Option<Failure>) =
+    let (found, failure): (Option<(usize, &Token)>, Option<Refusal>) =
         match found.presented(sources) {
-            Presented::Missing => (
-                None,
-                Some((Refusal::Missing, Outcome::Missing, "no credentials")),
-            ),
-            Presented::Malformed(why) => (
-                None,
-                Some((Refusal::Malformed(why), Outcome::Malformed, why)),
-            ),
+            Presented::Missing => (None, Some(Refusal::Missing)),
+            Presented::Malformed(why) => (None, Some(Refusal::Malformed(why))),
             Presented::Token(t) => match worker.lookup(cfg, &t) {
-                None => (
-                    None,
-                    Some((
-                        Refusal::InvalidToken("unknown token"),
-                        Outcome::Unknown,
-                        "unknown token",
-                    )),
-                ),
+                None => (None, Some(Refusal::Unknown)),
                 Some((i, token)) => {
                     let request = Admitted {
                         token,
@@ -339,29 +323,19 @@ where
     let index = found.map(|(i, _)| i);
     let token = found.map(|(_, t)| t);
 
-    let Some((mut refusal, mut outcome, mut reason)) = failure else {
+    let Some(mut refusal) = failure else {
         return Decision {
             action: forward(token),
-            outcome: Some(Outcome::Accepted),
-            would_be: None,
+            verdict: Verdict::Accepted,
             signal: Some(signal),
             token: index,
-            reason: "accepted",
             prepaid_bytes,
         };
     };
 
     // A failed authentication (not a valid token used beyond its rights) counts against the
     // client address; past the limit the answer becomes 429 for the cooldown.
-    let auth_failure = matches!(
-        outcome,
-        Outcome::Missing
-            | Outcome::Malformed
-            | Outcome::Unknown
-            | Outcome::Expired
-            | Outcome::Disabled
-    );
-    if auth_failure
+    if refusal.failed_auth()
         && let Some(policy) = &cfg.failed_auth
         && let Some(ip) = client(cfg, headers.clone(), env)
     {
@@ -384,28 +358,23 @@ where
             }
         };
         match blocked {
-            Some(Some(retry_after)) => {
-                refusal = Refusal::AuthThrottled { retry_after };
-                outcome = Outcome::AuthThrottled;
-                reason = "too many failed authentications from this address";
-            }
+            Some(Some(retry_after)) => refusal = Refusal::AuthThrottled { retry_after },
             Some(None) => {}
             None => env.contended(),
         }
     }
 
-    if cfg.dry_run || token.is_some_and(|t| t.dry_run && outcome != Outcome::AuthThrottled) {
+    let throttled = matches!(refusal, Refusal::AuthThrottled { .. });
+    if cfg.dry_run || token.is_some_and(|t| t.dry_run && !throttled) {
         return Decision {
             action: forward(token),
-            outcome: Some(Outcome::DryRun),
-            would_be: Some(outcome),
+            verdict: Verdict::DryRun(refusal),
             signal: Some(signal),
             token: index,
-            reason,
             prepaid_bytes,
         };
     }
-    reply(worker, refusal, outcome, Some(signal), index, reason)
+    reply(worker, refusal, Some(signal), index)
 }
 
 /// A request whose token was recognised: the token and what its checks need besides it.
@@ -436,48 +405,28 @@ fn token_failure<'h, H>(
     headers: H,
     env: &mut dyn Env,
     prepaid_bytes: &mut u64,
-) -> Option<Failure>
+) -> Option<Refusal>
 where
     H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
     let token = request.token;
     if token.disabled {
-        return Some((
-            Refusal::InvalidToken("token disabled"),
-            Outcome::Disabled,
-            "token disabled",
-        ));
+        return Some(Refusal::Disabled);
     }
     if token.not_before.is_some_and(|nb| !clock.reached(nb, env)) {
-        return Some((
-            Refusal::InvalidToken("token not yet valid"),
-            Outcome::Expired,
-            "token not yet valid",
-        ));
+        return Some(Refusal::NotYetValid);
     }
     if token.expires_at.is_some_and(|exp| clock.reached(exp, env)) {
-        return Some((
-            Refusal::InvalidToken("token expired"),
-            Outcome::Expired,
-            "token expired",
-        ));
+        return Some(Refusal::Expired);
     }
     if !token.allows(request.signal) {
-        return Some((
-            Refusal::Scope(request.signal),
-            Outcome::ForbiddenSignal,
-            "signal not allowed",
-        ));
+        return Some(Refusal::ForbiddenSignal(request.signal));
     }
     if !token.source_cidrs.is_empty() {
         let allowed = client(cfg, headers.clone(), env)
             .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
         if !allowed {
-            return Some((
-                Refusal::Source,
-                Outcome::ForbiddenSource,
-                "source address not allowed",
-            ));
+            return Some(Refusal::ForbiddenSource);
         }
     }
     if let Some(rate) = &token.rate {
@@ -496,13 +445,7 @@ where
         };
         match admitted {
             Some(Ok(())) => *prepaid_bytes = declared,
-            Some(Err(retry_after)) => {
-                return Some((
-                    Refusal::RateLimited { retry_after },
-                    Outcome::RateLimited,
-                    "rate limit exceeded",
-                ));
-            }
+            Some(Err(retry_after)) => return Some(Refusal::RateLimited { retry_after }),
             // Every attempt conflicted: other workers are writing this bucket right now.
             // Serve the request rather than throttle on no information; it is counted.
             None => env.contended(),
@@ -634,7 +577,7 @@ mod tests {
             1,
             &mut env,
         );
-        (d.outcome.unwrap(), env.clock_reads)
+        (d.verdict.outcome().unwrap(), env.clock_reads)
     }
 
     #[test]

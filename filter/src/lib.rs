@@ -11,6 +11,7 @@ pub mod headers;
 pub mod metrics;
 pub mod rate;
 mod recent;
+pub mod refusal;
 pub mod reply;
 pub mod route;
 pub mod shared;
