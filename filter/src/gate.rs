@@ -180,6 +180,13 @@ pub fn slot_key(index: u32) -> String {
 /// of the host clock taken at most a tick ago: it settles validity windows away from their
 /// boundaries and failed-auth windows (seconds); rate buckets and boundaries within
 /// [`CLOCK_MARGIN_S`] use `Env::now_ns`.
+///
+/// The steps, in order: `scan` the headers once; `route_request` by method and path; find the
+/// `credential`; run the `token_checks` and the `limits` on a recognised token; count a failed
+/// authentication against the client address (`failed_auth`); then `forward` (accepted, or
+/// refused under dry-run) or `refuse`. The steps are `#[inline(always)]`: they are parts of
+/// this one function, and at opt-level "z" each would otherwise be a call that passes the scan
+/// and the clock through memory, on every request.
 pub fn decide<'c, 'h, H>(
     cfg: &'c Config,
     worker: &mut Worker,
@@ -191,21 +198,98 @@ pub fn decide<'c, 'h, H>(
 where
     H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
+    let scan = scan(cfg, headers.clone());
+    let (signal, upstream_path) = match route_request(cfg, &scan) {
+        Route::Http {
+            signal,
+            upstream_path,
+        } => (signal, Some(upstream_path)),
+        Route::Grpc { signal } => (signal, None),
+        Route::Healthz => return healthz(cfg, generation),
+        Route::MethodNotAllowed { signal, allow } => {
+            let refusal = Refusal::MethodNotAllowed(allow);
+            return refuse(cfg, worker, scan.encoding, refusal, signal, None);
+        }
+        Route::NotFound => {
+            return refuse(cfg, worker, scan.encoding, Refusal::NotFound, None, None);
+        }
+    };
+
     let mut clock = Clock {
         recent_ns,
         exact_ns: None,
     };
-    let sources = Sources {
+    let (found, checked) = match credential(cfg, worker, &scan) {
+        Err(refusal) => (None, Err(refusal)),
+        Ok((index, token)) => {
+            let checked = token_checks(cfg, token, signal, &mut clock, headers.clone(), env)
+                .and_then(|()| limits(worker, index, token, &mut clock, headers.clone(), env));
+            (Some((index, token)), checked)
+        }
+    };
+    let index = found.map(|(i, _)| i);
+    let token = found.map(|(_, t)| t);
+    let refusal = match checked {
+        Ok(prepaid_bytes) => {
+            return Decision {
+                action: forward(cfg, &scan, upstream_path, token),
+                verdict: Verdict::Accepted,
+                signal: Some(signal),
+                token: index,
+                prepaid_bytes,
+            };
+        }
+        Err(refusal) => failed_auth(cfg, worker, refusal, recent_ns, headers, env),
+    };
+
+    // Dry-run forwards what it would refuse, except to an address in a failed-auth cooldown
+    // when only the token is in dry-run mode.
+    let throttled = matches!(refusal, Refusal::AuthThrottled { .. });
+    if cfg.dry_run || token.is_some_and(|t| t.dry_run && !throttled) {
+        return Decision {
+            action: forward(cfg, &scan, upstream_path, token),
+            verdict: Verdict::DryRun(refusal),
+            signal: Some(signal),
+            token: index,
+            prepaid_bytes: 0,
+        };
+    }
+    refuse(cfg, worker, scan.encoding, refusal, Some(signal), index)
+}
+
+/// What one pass over the request headers finds: everything the decision reads from them,
+/// except `content-length` and `x-forwarded-for`, which only some checks need (looked up then).
+struct Scan<'h> {
+    method: &'h [u8],
+    path: &'h [u8],
+    encoding: Encoding,
+    credentials: credentials::Found<'h>,
+    /// The client sent the tenant or the identity header (which it must not set itself).
+    has_tenant: bool,
+    has_identity: bool,
+}
+
+/// Where the configuration says credentials may come from.
+fn sources(cfg: &Config) -> Sources<'_> {
+    Sources {
         accept_basic: cfg.accept_basic,
         api_key_header: cfg.api_key_header.as_deref(),
-    };
-    // One pass over the headers gathers everything the decision reads.
+    }
+}
+
+/// Step 1: reads every header once.
+#[inline(always)]
+fn scan<'h, H>(cfg: &Config, headers: H) -> Scan<'h>
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let sources = sources(cfg);
     let mut method: &[u8] = b"";
     let mut path: &[u8] = b"";
     let mut content_type = None;
-    let mut found = credentials::Found::default();
+    let mut credentials = credentials::Found::default();
     let (mut has_tenant, mut has_identity) = (false, false);
-    for (name, value) in headers.clone() {
+    for (name, value) in headers {
         if let Some(b':') = name.first() {
             // Pseudo-headers: never a credential, tenant or identity (config refuses those).
             match name {
@@ -218,171 +302,248 @@ where
         if same(name, "content-type") {
             content_type = Some(value);
         }
-        if !found.see(name, value, sources) {
+        if !credentials.see(name, value, sources) {
             has_tenant |= same(name, &cfg.tenant_header);
             has_identity |= same(name, &cfg.identity_header);
         }
     }
-    let encoding = Encoding::from_content_type(content_type);
-    let reply = |worker: &mut Worker,
-                 refusal: Refusal,
-                 signal: Option<Signal>,
-                 token: Option<usize>| Decision {
+    Scan {
+        method,
+        path,
+        encoding: Encoding::from_content_type(content_type),
+        credentials,
+        has_tenant,
+        has_identity,
+    }
+}
+
+/// Step 2: where the method and path lead (see `route.rs`). A method or path that is not
+/// UTF-8 cannot be an OTLP endpoint.
+#[inline(always)]
+fn route_request(cfg: &Config, scan: &Scan) -> Route {
+    let (Ok(method), Ok(path)) = (
+        std::str::from_utf8(scan.method),
+        std::str::from_utf8(scan.path),
+    ) else {
+        return Route::NotFound;
+    };
+    route::route(
+        &cfg.path_prefix,
+        method,
+        path,
+        scan.encoding == Encoding::Grpc,
+    )
+}
+
+/// The answer to `GET {prefix}/healthz` (not counted).
+fn healthz<'c>(cfg: &Config, generation: u64) -> Decision<'c> {
+    Decision {
+        action: Action::Reply(Rc::new(reply::healthz(
+            generation,
+            &cfg.sha256_hex,
+            cfg.tokens.len(),
+        ))),
+        verdict: Verdict::Uncounted,
+        signal: None,
+        token: None,
+        prepaid_bytes: 0,
+    }
+}
+
+/// Step 3: the configured token the request presents (its index and entry), or why there is
+/// none.
+#[inline(always)]
+fn credential<'c>(
+    cfg: &'c Config,
+    worker: &mut Worker,
+    scan: &Scan,
+) -> Result<(usize, &'c Token), Refusal> {
+    match scan.credentials.presented(sources(cfg)) {
+        Presented::Missing => Err(Refusal::Missing),
+        Presented::Malformed(why) => Err(Refusal::Malformed(why)),
+        Presented::Token(t) => worker.lookup(cfg, &t).ok_or(Refusal::Unknown),
+    }
+}
+
+/// Step 4: the checks on a recognised token, in order: disabled, validity window, signal
+/// scope, source address. The first failure wins.
+#[inline(always)]
+fn token_checks<'h, H>(
+    cfg: &Config,
+    token: &Token,
+    signal: Signal,
+    clock: &mut Clock,
+    headers: H,
+    env: &mut dyn Env,
+) -> Result<(), Refusal>
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    if token.disabled {
+        return Err(Refusal::Disabled);
+    }
+    if token.not_before.is_some_and(|nb| !clock.reached(nb, env)) {
+        return Err(Refusal::NotYetValid);
+    }
+    if token.expires_at.is_some_and(|exp| clock.reached(exp, env)) {
+        return Err(Refusal::Expired);
+    }
+    if !token.allows(signal) {
+        return Err(Refusal::ForbiddenSignal(signal));
+    }
+    if !token.source_cidrs.is_empty() {
+        let allowed = client(cfg, headers, env)
+            .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
+        if !allowed {
+            return Err(Refusal::ForbiddenSource);
+        }
+    }
+    Ok(())
+}
+
+/// Step 5: the token's rate limit, from the worker's lease or else a round with the shared
+/// bucket. An admitted request under a byte limit has its declared length charged: the result
+/// is how many bytes (0 otherwise).
+#[inline(always)]
+fn limits<'h, H>(
+    worker: &mut Worker,
+    index: usize,
+    token: &Token,
+    clock: &mut Clock,
+    headers: H,
+    env: &mut dyn Env,
+) -> Result<u64, Refusal>
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let Some(rate) = &token.rate else {
+        return Ok(0);
+    };
+    let declared = if rate.bytes_per_second.is_some() {
+        declared_length(headers).unwrap_or(0)
+    } else {
+        0
+    };
+    let admitted = if worker
+        .leases
+        .take(index, rate, true, declared, clock.recent_ns)
+    {
+        Some(Ok(()))
+    } else {
+        draw(worker, index, token, env, clock, true, declared)
+    };
+    match admitted {
+        Some(Ok(())) => Ok(declared),
+        Some(Err(retry_after)) => Err(Refusal::RateLimited { retry_after }),
+        // Every attempt conflicted: other workers are writing this bucket right now.
+        // Serve the request rather than throttle on no information; it is counted.
+        None => {
+            env.contended();
+            Ok(0)
+        }
+    }
+}
+
+/// Step 5 for a refused request, the failed-auth limit: a failed authentication (not a valid
+/// token used beyond its rights) counts against the client address; past the limit the
+/// refusal becomes 429 for the cooldown.
+#[inline(always)]
+fn failed_auth<'h, H>(
+    cfg: &Config,
+    worker: &mut Worker,
+    refusal: Refusal,
+    recent_ns: i64,
+    headers: H,
+    env: &mut dyn Env,
+) -> Refusal
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    if !refusal.failed_auth() {
+        return refusal;
+    }
+    let Some(policy) = &cfg.failed_auth else {
+        return refusal;
+    };
+    let Some(ip) = client(cfg, headers, env) else {
+        return refusal;
+    };
+    // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
+    let now = seconds(recent_ns);
+    let blocked = match worker.cooling.blocked(ip, now) {
+        Some(left) => Some(Some(left)),
+        None => {
+            let key = slot_key(throttle::slot_index(ip, policy.table_size));
+            let blocked = shared::update(env, &key, |cur| {
+                let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
+                (slot.encode(), blocked)
+            });
+            // Learned from shared data: this worker answers the rest of the cooldown alone.
+            if let Some(Some(left)) = blocked {
+                let until = now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
+                worker.cooling.remember(ip, until);
+            }
+            blocked
+        }
+    };
+    match blocked {
+        Some(Some(retry_after)) => Refusal::AuthThrottled { retry_after },
+        Some(None) => refusal,
+        None => {
+            env.contended();
+            refusal
+        }
+    }
+}
+
+/// Step 6: the header changes that forward the request. Forwarding sets the tenant and
+/// identity from the token (a set replaces every value the client sent) and removes the
+/// credential and any client-sent tenant/identity header that is not being set. Only headers
+/// the request carries are removed: each edit is a hostcall.
+#[inline(always)]
+fn forward<'c>(
+    cfg: &'c Config,
+    scan: &Scan,
+    path: Option<Cow<'static, str>>,
+    token: Option<&'c Token>,
+) -> Action<'c> {
+    let tenant = token.and_then(|t| t.tenant.as_deref());
+    // The four names are distinct (the configuration refuses overlaps), so a header that is
+    // set is replaced in place and needs no removal, and no removal touches a set one.
+    let set = [
+        tenant.map(|v| (cfg.tenant_header.as_str(), v)),
+        token.map(|t| (cfg.identity_header.as_str(), t.id.as_str())),
+    ];
+    let remove = [
+        scan.credentials
+            .has_authorization()
+            .then_some("authorization"),
+        cfg.api_key_header
+            .as_deref()
+            .filter(|_| scan.credentials.has_api_key()),
+        (scan.has_tenant && tenant.is_none()).then_some(cfg.tenant_header.as_str()),
+        (scan.has_identity && token.is_none()).then_some(cfg.identity_header.as_str()),
+    ];
+    Action::Forward(Forward { path, remove, set })
+}
+
+/// A refusal answered with its reply, in the client's encoding (kept by the worker once built).
+#[inline(always)]
+fn refuse<'c>(
+    cfg: &Config,
+    worker: &mut Worker,
+    encoding: Encoding,
+    refusal: Refusal,
+    signal: Option<Signal>,
+    token: Option<usize>,
+) -> Decision<'c> {
+    Decision {
         action: Action::Reply(worker.canned.get(refusal, encoding, &cfg.realm)),
         verdict: Verdict::Refused(refusal),
         signal,
         token,
         prepaid_bytes: 0,
-    };
-    // Non-UTF-8 method or path cannot be an OTLP endpoint.
-    let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
-        return reply(worker, Refusal::NotFound, None, None);
-    };
-
-    let (signal, upstream_path) =
-        match route::route(&cfg.path_prefix, method, path, encoding == Encoding::Grpc) {
-            Route::Http {
-                signal,
-                upstream_path,
-            } => (signal, Some(upstream_path)),
-            Route::Grpc { signal } => (signal, None),
-            Route::Healthz => {
-                return Decision {
-                    action: Action::Reply(Rc::new(reply::healthz(
-                        generation,
-                        &cfg.sha256_hex,
-                        cfg.tokens.len(),
-                    ))),
-                    verdict: Verdict::Uncounted,
-                    signal: None,
-                    token: None,
-                    prepaid_bytes: 0,
-                };
-            }
-            Route::MethodNotAllowed { signal, allow } => {
-                return reply(worker, Refusal::MethodNotAllowed(allow), signal, None);
-            }
-            Route::NotFound => {
-                return reply(worker, Refusal::NotFound, None, None);
-            }
-        };
-
-    // Everything below either forwards (possibly under dry-run) or refuses with `refusal`.
-    // Forwarding sets the tenant and identity from the token (a set replaces every value the
-    // client sent) and removes the credential and any client-sent tenant/identity header that
-    // is not being set. Only headers the request carries are removed: each edit is a hostcall.
-    let forward = |token: Option<&'c Token>| {
-        let tenant = token.and_then(|t| t.tenant.as_deref());
-        // The four names are distinct (the configuration refuses overlaps), so a header that
-        // is set is replaced in place and needs no removal, and no removal touches a set one.
-        let set = [
-            tenant.map(|v| (cfg.tenant_header.as_str(), v)),
-            token.map(|t| (cfg.identity_header.as_str(), t.id.as_str())),
-        ];
-        let remove = [
-            found.has_authorization().then_some("authorization"),
-            cfg.api_key_header
-                .as_deref()
-                .filter(|_| found.has_api_key()),
-            (has_tenant && tenant.is_none()).then_some(cfg.tenant_header.as_str()),
-            (has_identity && token.is_none()).then_some(cfg.identity_header.as_str()),
-        ];
-        Action::Forward(Forward {
-            path: upstream_path.clone(),
-            remove,
-            set,
-        })
-    };
-
-    let mut prepaid_bytes = 0;
-    let (found, failure): (Option<(usize, &Token)>, Option<Refusal>) =
-        match found.presented(sources) {
-            Presented::Missing => (None, Some(Refusal::Missing)),
-            Presented::Malformed(why) => (None, Some(Refusal::Malformed(why))),
-            Presented::Token(t) => match worker.lookup(cfg, &t) {
-                None => (None, Some(Refusal::Unknown)),
-                Some((i, token)) => {
-                    let request = Admitted {
-                        token,
-                        index: i,
-                        signal,
-                    };
-                    let failure = token_failure(
-                        cfg,
-                        worker,
-                        &request,
-                        &mut clock,
-                        headers.clone(),
-                        env,
-                        &mut prepaid_bytes,
-                    );
-                    (Some((i, token)), failure)
-                }
-            },
-        };
-    let index = found.map(|(i, _)| i);
-    let token = found.map(|(_, t)| t);
-
-    let Some(mut refusal) = failure else {
-        return Decision {
-            action: forward(token),
-            verdict: Verdict::Accepted,
-            signal: Some(signal),
-            token: index,
-            prepaid_bytes,
-        };
-    };
-
-    // A failed authentication (not a valid token used beyond its rights) counts against the
-    // client address; past the limit the answer becomes 429 for the cooldown.
-    if refusal.failed_auth()
-        && let Some(policy) = &cfg.failed_auth
-        && let Some(ip) = client(cfg, headers.clone(), env)
-    {
-        // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
-        let now = seconds(clock.recent_ns);
-        let blocked = match worker.cooling.blocked(ip, now) {
-            Some(left) => Some(Some(left)),
-            None => {
-                let key = slot_key(throttle::slot_index(ip, policy.table_size));
-                let blocked = shared::update(env, &key, |cur| {
-                    let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
-                    (slot.encode(), blocked)
-                });
-                // Learned from shared data: this worker answers the rest of the cooldown alone.
-                if let Some(Some(left)) = blocked {
-                    let until = now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
-                    worker.cooling.remember(ip, until);
-                }
-                blocked
-            }
-        };
-        match blocked {
-            Some(Some(retry_after)) => refusal = Refusal::AuthThrottled { retry_after },
-            Some(None) => {}
-            None => env.contended(),
-        }
     }
-
-    let throttled = matches!(refusal, Refusal::AuthThrottled { .. });
-    if cfg.dry_run || token.is_some_and(|t| t.dry_run && !throttled) {
-        return Decision {
-            action: forward(token),
-            verdict: Verdict::DryRun(refusal),
-            signal: Some(signal),
-            token: index,
-            prepaid_bytes,
-        };
-    }
-    reply(worker, refusal, Some(signal), index)
-}
-
-/// A request whose token was recognised: the token and what its checks need besides it.
-struct Admitted<'c> {
-    token: &'c Token,
-    /// The token's index in `Config::tokens`.
-    index: usize,
-    signal: Signal,
 }
 
 /// The declared body length (`content-length`), if it is a plain decimal number (Envoy
@@ -392,66 +553,6 @@ pub fn declared_length<'h>(headers: impl IntoIterator<Item = (&'h [u8], &'h [u8]
         .into_iter()
         .find(|(n, _)| same(n, "content-length"))?;
     std::str::from_utf8(value).ok()?.trim().parse().ok()
-}
-
-/// The checks on a recognised token, in order: disabled, validity window, signal scope,
-/// source address, rate. The first failure wins. An admitted request under a byte limit has
-/// its declared length charged; `prepaid_bytes` says how much.
-fn token_failure<'h, H>(
-    cfg: &Config,
-    worker: &mut Worker,
-    request: &Admitted,
-    clock: &mut Clock,
-    headers: H,
-    env: &mut dyn Env,
-    prepaid_bytes: &mut u64,
-) -> Option<Refusal>
-where
-    H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
-{
-    let token = request.token;
-    if token.disabled {
-        return Some(Refusal::Disabled);
-    }
-    if token.not_before.is_some_and(|nb| !clock.reached(nb, env)) {
-        return Some(Refusal::NotYetValid);
-    }
-    if token.expires_at.is_some_and(|exp| clock.reached(exp, env)) {
-        return Some(Refusal::Expired);
-    }
-    if !token.allows(request.signal) {
-        return Some(Refusal::ForbiddenSignal(request.signal));
-    }
-    if !token.source_cidrs.is_empty() {
-        let allowed = client(cfg, headers.clone(), env)
-            .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
-        if !allowed {
-            return Some(Refusal::ForbiddenSource);
-        }
-    }
-    if let Some(rate) = &token.rate {
-        let declared = if rate.bytes_per_second.is_some() {
-            declared_length(headers.clone()).unwrap_or(0)
-        } else {
-            0
-        };
-        let admitted = if worker
-            .leases
-            .take(request.index, rate, true, declared, clock.recent_ns)
-        {
-            Some(Ok(()))
-        } else {
-            draw(worker, request.index, token, env, clock, true, declared)
-        };
-        match admitted {
-            Some(Ok(())) => *prepaid_bytes = declared,
-            Some(Err(retry_after)) => return Some(Refusal::RateLimited { retry_after }),
-            // Every attempt conflicted: other workers are writing this bucket right now.
-            // Serve the request rather than throttle on no information; it is counted.
-            None => env.contended(),
-        }
-    }
-    None
 }
 
 /// One round with a token's shared bucket (see [`Bucket::draw`]): the worker's lease goes
