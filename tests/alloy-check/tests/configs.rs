@@ -470,6 +470,8 @@ fn server_tls_blocks_are_checked() {
             "      client_ca     = \"/etc/alloy-tls/ca.crt\"",
         ),
         "client_ca",
+    );
+}
 
 /// The external-lgtm component's generated variants (k8s/variants.py) with kubernetes.alloy.
 fn external_set(variant: &str) -> Vec<(String, String)> {
