@@ -36,11 +36,13 @@ fn new_token_hash_and_check_round_trip() {
     let dir = std::env::temp_dir().join(format!("otlp-gate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tokens.yaml");
+    // The entry comes indented for the `tokens:` list of envoy/otlp-gate.yaml (column 10).
     let entry: String = out
         .lines()
-        .skip_while(|l| !l.starts_with("- "))
-        .map(|l| format!("  {l}\n"))
+        .skip_while(|l| !l.starts_with("          - "))
+        .map(|l| format!("{}\n", l.strip_prefix("          ").unwrap()))
         .collect();
+    assert!(entry.starts_with("- id: \"ci\"\n  sha256: "), "{entry}");
     std::fs::write(&file, format!("tokens:\n{entry}")).unwrap();
     let (code, out, err) = cli(&["check", file.to_str().unwrap()], b"");
     assert_eq!(code, 0, "{err}");

@@ -1,0 +1,648 @@
+//! `otlp-gate token report`: a token file joined with gateways' `/stats/prometheus` (CLI only).
+//!
+//! Per token: accepted requests, refusals by outcome and body bytes summed over the gateways
+//! (one `--stats` per pod), and the latest last-seen time. A figure a gateway does not expose
+//! is never taken as zero: the cell shows `n/a`, or `>=N` when only some gateways have it, and
+//! the report says which gateway lacks which metric. A gateway's per-token refusals of an
+//! outcome are zero only when it exposes them or when its `otlp_gate_requests_total` (defined
+//! for every outcome at load) counted none of that outcome at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use otlp_gate::config;
+use otlp_gate::time::format_rfc3339;
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::tokencmd::{Done, signals, state, table};
+
+pub const HELP: &str = r"  otlp-gate token report FILE --stats URL [--stats URL…] [--unused-days 30] [--json]
+      Join FILE's tokens with each gateway pod's /stats/prometheus (an http:// URL, by
+      default path /stats/prometheus, or a saved file): accepted requests, refusals by
+      outcome, body bytes (summed over pods) and last seen (latest). Flags tokens never
+      used, unused for --unused-days, still presented while expired or disabled, and not
+      loaded by a gateway. Figures a gateway does not expose show as n/a (or >=N).
+";
+
+/// The refusal outcomes counted per token (`otlp_gate_token_refused_total{outcome}`).
+pub const REFUSED: [&str; 5] = [
+    "expired",
+    "disabled",
+    "forbidden_signal",
+    "forbidden_source",
+    "rate_limited",
+];
+
+const ACCEPTED: &str = "otlp_gate_token_requests_total";
+const REFUSED_TOTAL: &str = "otlp_gate_token_refused_total";
+const BYTES: &str = "otlp_gate_token_bytes_total";
+const LAST_SEEN: &str = "otlp_gate_token_last_seen_timestamp_seconds";
+const THROTTLED: &str = "otlp_gate_token_throttled_total";
+const EXPIRY: &str = "otlp_gate_token_expiry_timestamp_seconds";
+const REQUESTS: &str = "otlp_gate_requests_total";
+const LOADED: &str = "otlp_gate_tokens_loaded";
+
+/// One sample line of the Prometheus text format.
+#[derive(Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    fn label(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the Prometheus text exposition format (as Envoy's `/stats/prometheus` writes it,
+/// `name{} value` included). Every non-comment line must be a sample.
+pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.push(sample(line).ok_or_else(|| format!("line {}: not a Prometheus sample", n + 1))?);
+    }
+    Ok(out)
+}
+
+fn sample(line: &str) -> Option<Sample> {
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(mut r) = rest.strip_prefix('{') {
+        loop {
+            r = r.trim_start();
+            if let Some(after) = r.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after) = r.split_once('=')?;
+            let key = key.trim();
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+            let quoted = after.trim_start().strip_prefix('"')?;
+            let mut value = String::new();
+            let mut end = None;
+            let mut chars = quoted.char_indices();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    other => value.push(other),
+                }
+            }
+            labels.push((key.to_owned(), value));
+            r = quoted.get(end? + 1..)?.trim_start();
+            if let Some(after) = r.strip_prefix(',') {
+                r = after;
+            } else if !r.starts_with('}') {
+                return None;
+            }
+        }
+    }
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let mut parts = rest.split_whitespace();
+    let value: f64 = parts.next()?.parse().ok()?;
+    if let Some(ts) = parts.next() {
+        ts.parse::<i64>().ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// What one gateway's page says, per token.
+#[derive(Default)]
+struct Gateway {
+    source: String,
+    uptime: Option<f64>,
+    loaded: Option<f64>,
+    accepted: BTreeMap<String, f64>,
+    refused: BTreeMap<(String, String), f64>,
+    /// Outcomes for which the page has per-token refusal series.
+    refused_outcomes: BTreeSet<String>,
+    /// `otlp_gate_requests_total` summed over signals, per outcome.
+    by_outcome: BTreeMap<String, f64>,
+    throttled: BTreeMap<String, f64>,
+    bytes: BTreeMap<String, f64>,
+    last_seen: BTreeMap<String, f64>,
+    /// Tokens with an expiry gauge: set at load for every token of the loaded file.
+    expiry: BTreeSet<String>,
+}
+
+impl Gateway {
+    fn from_samples(source: &str, samples: &[Sample]) -> Result<Self, String> {
+        let mut g = Gateway {
+            source: source.to_owned(),
+            ..Gateway::default()
+        };
+        let mut gate = false;
+        for s in samples {
+            let id = s.label("token_id").map(str::to_owned);
+            gate |= s.name.starts_with("otlp_gate_");
+            let add = |m: &mut BTreeMap<String, f64>, id: Option<String>| {
+                if let Some(id) = id {
+                    *m.entry(id).or_default() += s.value;
+                }
+            };
+            match s.name.as_str() {
+                "envoy_server_uptime" => g.uptime = Some(s.value),
+                LOADED => g.loaded = Some(s.value),
+                ACCEPTED => add(&mut g.accepted, id),
+                BYTES => add(&mut g.bytes, id),
+                THROTTLED => add(&mut g.throttled, id),
+                LAST_SEEN => {
+                    if let Some(id) = id {
+                        let e = g.last_seen.entry(id).or_default();
+                        *e = e.max(s.value);
+                    }
+                }
+                EXPIRY => {
+                    if let Some(id) = id {
+                        g.expiry.insert(id);
+                    }
+                }
+                REFUSED_TOTAL => {
+                    if let (Some(id), Some(o)) = (id, s.label("outcome")) {
+                        g.refused_outcomes.insert(o.to_owned());
+                        *g.refused.entry((id, o.to_owned())).or_default() += s.value;
+                    }
+                }
+                REQUESTS => {
+                    if let Some(o) = s.label("outcome") {
+                        *g.by_outcome.entry(o.to_owned()).or_default() += s.value;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !gate {
+            return Err(format!(
+                "{source}: has no otlp-gate metrics (is it a gateway pod's /stats/prometheus, with the otlp-gate filter loaded?)"
+            ));
+        }
+        Ok(g)
+    }
+
+    fn accepted(&self, id: &str) -> f64 {
+        self.accepted.get(id).copied().unwrap_or(0.0)
+    }
+
+    /// Refusals of `id` with `outcome`, when this page can tell.
+    fn refused(&self, id: &str, outcome: &str) -> Option<f64> {
+        let get = |m: &BTreeMap<_, f64>, k| m.get(k).copied().unwrap_or(0.0);
+        if self.refused_outcomes.contains(outcome) {
+            return Some(get(&self.refused, &(id.to_owned(), outcome.to_owned())));
+        }
+        if self.by_outcome.get(outcome) == Some(&0.0) {
+            return Some(0.0);
+        }
+        if outcome == "rate_limited" && !self.throttled.is_empty() {
+            return Some(self.throttled.get(id).copied().unwrap_or(0.0));
+        }
+        None
+    }
+
+    fn bytes(&self, id: &str) -> Option<f64> {
+        match self.bytes.get(id) {
+            Some(b) => Some(*b),
+            None if self.accepted(id) == 0.0 => Some(0.0),
+            None => None,
+        }
+    }
+
+    /// Some(None): never seen here; None: this page cannot tell.
+    fn last_seen(&self, id: &str) -> Option<Option<f64>> {
+        match self.last_seen.get(id) {
+            Some(t) if *t > 0.0 => Some(Some(*t)),
+            _ if self.accepted(id) == 0.0 => Some(None),
+            Some(_) => Some(None),
+            None => None,
+        }
+    }
+
+    /// Whether this gateway has the token loaded (None when its page cannot tell).
+    fn has_loaded(&self, id: &str) -> Option<bool> {
+        (!self.expiry.is_empty()).then(|| self.expiry.contains(id))
+    }
+}
+
+/// A sum over gateways, and the gateways that could not contribute.
+#[derive(Default)]
+struct Sum {
+    value: f64,
+    known: bool,
+    missing: Vec<usize>,
+}
+
+impl Sum {
+    fn add(&mut self, g: usize, v: Option<f64>) {
+        match v {
+            Some(v) => {
+                self.value += v;
+                self.known = true;
+            }
+            None => self.missing.push(g),
+        }
+    }
+
+    fn cell(&self) -> String {
+        match (self.known, self.missing.is_empty()) {
+            (_, true) => fmt_num(self.value),
+            (true, false) => format!(">={}", fmt_num(self.value)),
+            (false, false) => "n/a".into(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        if self.known || self.missing.is_empty() {
+            otlp_gate::structpb::number(self.value)
+        } else {
+            Value::Null
+        }
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn read_source(source: &str) -> Result<String, String> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        crate::httpget::get(source, Duration::from_secs(10))
+    } else {
+        std::fs::read_to_string(source).map_err(|e| format!("{source}: cannot read: {e}"))
+    }
+}
+
+pub fn run(args: &[&str], now: i64) -> Result<Done, Failure> {
+    let mut file = None;
+    let mut sources = Vec::new();
+    let mut json_out = false;
+    let mut unused_days: i64 = 30;
+    let mut it = args.iter();
+    while let Some(&a) = it.next() {
+        let mut value = || {
+            it.next()
+                .copied()
+                .ok_or_else(|| Failure::Usage(format!("{a} needs a value")))
+        };
+        match a {
+            "--stats" => sources.push(value()?),
+            "--json" => json_out = true,
+            "--unused-days" => {
+                let v = value()?;
+                unused_days = v.parse().ok().filter(|d| *d > 0).ok_or_else(|| {
+                    Failure::Usage(format!("--unused-days {v:?}: a whole number of days"))
+                })?;
+            }
+            _ if a.starts_with("--") => {
+                return Err(Failure::Usage(format!(
+                    "unknown option {a} for `token report`"
+                )));
+            }
+            _ if file.is_none() => file = Some(a),
+            _ => return Err(Failure::Usage(format!("unexpected argument {a:?}"))),
+        }
+    }
+    let file = file.ok_or_else(|| Failure::Usage("`token report` needs a FILE".into()))?;
+    if sources.is_empty() {
+        return Err(Failure::Usage(
+            "`token report` needs --stats URL (one per gateway pod)".into(),
+        ));
+    }
+    let bytes =
+        std::fs::read(file).map_err(|e| Failure::Invalid(format!("{file}: cannot read: {e}\n")))?;
+    crate::check(file, &bytes)?;
+    let mut pages = Vec::new();
+    for s in &sources {
+        let text = read_source(s).map_err(|e| Failure::Invalid(format!("{e}\n")))?;
+        let samples =
+            parse_prometheus(&text).map_err(|e| Failure::Invalid(format!("{s}: {e}\n")))?;
+        pages.push(
+            Gateway::from_samples(s, &samples).map_err(|e| Failure::Invalid(format!("{e}\n")))?,
+        );
+    }
+    let mut tokens = Vec::new();
+    for f in crate::extract_configs(file, &bytes)? {
+        let cfg = config::parse(&f.raw)
+            .map_err(|_| Failure::Invalid(format!("{}: invalid\n", f.location)))?;
+        for t in cfg.tokens {
+            let st = state(&t, now, cfg.warn_before_secs);
+            tokens.push((t, st));
+        }
+    }
+    Ok(render(file, &pages, &tokens, now, unused_days, json_out))
+}
+
+fn ago(secs: f64) -> String {
+    let s = secs.max(0.0) as i64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn render(
+    file: &str,
+    pages: &[Gateway],
+    tokens: &[(config::Token, &'static str)],
+    now: i64,
+    unused_days: i64,
+    as_json: bool,
+) -> Done {
+    let nowf = now as f64;
+    let mut rows = vec![
+        [
+            "ID",
+            "TENANT",
+            "STATE",
+            "ACCEPTED",
+            "REFUSED",
+            "BYTES",
+            "LAST SEEN",
+            "NOTES",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    let mut out_tokens = Vec::new();
+    // (column, gateway) pairs where a figure was missing, for the notes below the table.
+    let mut gaps: BTreeSet<(&str, usize)> = BTreeSet::new();
+    for (t, st) in tokens {
+        let id = t.id.as_str();
+        let mut accepted = Sum::default();
+        let mut bytes = Sum::default();
+        let mut refused: Vec<(&str, Sum)> = REFUSED.iter().map(|o| (*o, Sum::default())).collect();
+        let mut last: Option<f64> = None;
+        let mut last_missing = Vec::new();
+        let mut not_loaded = 0;
+        for (g, page) in pages.iter().enumerate() {
+            accepted.add(g, Some(page.accepted(id)));
+            bytes.add(g, page.bytes(id));
+            for (o, sum) in &mut refused {
+                sum.add(g, page.refused(id, o));
+            }
+            match page.last_seen(id) {
+                Some(Some(ts)) => last = Some(last.map_or(ts, |l: f64| l.max(ts))),
+                Some(None) => {}
+                None => last_missing.push(g),
+            }
+            if page.has_loaded(id) == Some(false) {
+                not_loaded += 1;
+            }
+        }
+        let mut refused_total = Sum::default();
+        for (_, s) in &refused {
+            refused_total.value += s.value;
+            refused_total.known |= s.known;
+            refused_total.missing.extend(&s.missing);
+        }
+        refused_total.missing.sort_unstable();
+        refused_total.missing.dedup();
+        for g in &bytes.missing {
+            gaps.insert(("bytes", *g));
+        }
+        for (o, s) in &refused {
+            for g in &s.missing {
+                gaps.insert((o, *g));
+            }
+        }
+        for g in &last_missing {
+            gaps.insert(("last seen", *g));
+        }
+
+        let mut flags = Vec::new();
+        let mut notes = Vec::new();
+        if accepted.value == 0.0 && last.is_none() {
+            flags.push("never_used");
+            notes.push("never used".to_owned());
+        } else if let Some(ls) = last.filter(|_| last_missing.is_empty())
+            && nowf - ls > (unused_days * 86_400) as f64
+        {
+            flags.push("unused");
+            notes.push(format!("unused for {}", ago(nowf - ls)));
+        }
+        let presented = |o: &str| {
+            refused
+                .iter()
+                .find(|(n, _)| *n == o)
+                .map_or(0.0, |(_, s)| s.value)
+        };
+        if matches!(*st, "expired" | "not yet valid") && presented("expired") > 0.0 {
+            flags.push("presented_while_expired");
+            notes.push(format!(
+                "still presented while {st} ({} refused)",
+                fmt_num(presented("expired"))
+            ));
+        }
+        if *st == "disabled" && presented("disabled") > 0.0 {
+            flags.push("presented_while_disabled");
+            notes.push(format!(
+                "still presented while disabled ({} refused)",
+                fmt_num(presented("disabled"))
+            ));
+        }
+        if not_loaded > 0 {
+            flags.push("not_loaded");
+            notes.push(format!(
+                "not loaded on {not_loaded} of {} gateway(s): file not applied yet?",
+                pages.len()
+            ));
+        }
+        let breakdown: Vec<String> = refused
+            .iter()
+            .filter(|(_, s)| s.value > 0.0)
+            .map(|(o, s)| format!("{o} {}", s.cell()))
+            .collect();
+        if !breakdown.is_empty() {
+            notes.push(format!("refused: {}", breakdown.join(", ")));
+        }
+        let last_cell = match (last, last_missing.is_empty()) {
+            (Some(ls), true) => format!("{} ago", ago(nowf - ls)),
+            (Some(ls), false) => format!(">={} ago", ago(nowf - ls)),
+            (None, true) => "never".into(),
+            (None, false) => "n/a".into(),
+        };
+        rows.push(vec![
+            id.to_owned(),
+            t.tenant.clone().unwrap_or_else(|| "-".into()),
+            (*st).to_owned(),
+            accepted.cell(),
+            refused_total.cell(),
+            bytes.cell(),
+            last_cell,
+            notes.join("; "),
+        ]);
+        let mut incomplete = Vec::new();
+        if !bytes.missing.is_empty() {
+            incomplete.push("bytes".to_owned());
+        }
+        for (o, s) in &refused {
+            if !s.missing.is_empty() {
+                incomplete.push(format!("refused.{o}"));
+            }
+        }
+        if !last_missing.is_empty() {
+            incomplete.push("last_seen".to_owned());
+        }
+        out_tokens.push(json!({
+            "id": id,
+            "tenant": t.tenant,
+            "signals": signals(t),
+            "state": st.replace(' ', "_"),
+            "expires_at": t.expires_at.map(format_rfc3339),
+            "accepted": accepted.json(),
+            "refused": refused.iter().map(|(o, s)| ((*o).to_owned(), s.json())).collect::<serde_json::Map<_, _>>(),
+            "bytes": bytes.json(),
+            "last_seen": last.map(|l| format_rfc3339(l as i64)),
+            "incomplete": incomplete,
+            "flags": flags,
+        }));
+    }
+
+    // Tokens the gateways count that the file no longer has.
+    let known: BTreeSet<&str> = tokens.iter().map(|(t, _)| t.id.as_str()).collect();
+    let mut stray: BTreeMap<String, f64> = BTreeMap::new();
+    for p in pages {
+        for id in p
+            .accepted
+            .keys()
+            .chain(p.expiry.iter())
+            .chain(p.last_seen.keys())
+        {
+            if !known.contains(id.as_str()) {
+                *stray.entry(id.clone()).or_default() += 0.0;
+            }
+        }
+        for (id, v) in &p.accepted {
+            if !known.contains(id.as_str()) {
+                *stray.entry(id.clone()).or_default() += v;
+            }
+        }
+    }
+
+    let mut unavailable = Vec::new();
+    for (g, page) in pages.iter().enumerate() {
+        let cols: Vec<&str> = gaps
+            .iter()
+            .filter(|(_, gg)| *gg == g)
+            .map(|(c, _)| *c)
+            .collect();
+        if cols.is_empty() {
+            continue;
+        }
+        let mut why = Vec::new();
+        let refused: Vec<&str> = cols
+            .iter()
+            .copied()
+            .filter(|c| REFUSED.contains(c))
+            .collect();
+        if !refused.is_empty() {
+            why.push(format!(
+                "it counted {} refusals but exposes no {REFUSED_TOTAL}{{token_id,outcome}} for them, so they cannot be attributed to tokens",
+                refused.join("/")
+            ));
+        }
+        if cols.contains(&"bytes") {
+            why.push(format!(
+                "it has no {BYTES} for some tokens that sent requests (older modules count bytes only for tokens with a byte limit)"
+            ));
+        }
+        if cols.contains(&"last seen") {
+            why.push(format!(
+                "it exposes no {LAST_SEEN}, so last-seen times (and `unused for N days`) are incomplete"
+            ));
+        }
+        unavailable.push(format!("{}: {}", page.source, why.join("; ")));
+    }
+
+    if as_json {
+        let doc = json!({
+            "file": file,
+            "now": format_rfc3339(now),
+            "gateways": pages.iter().map(|p| json!({
+                "source": p.source,
+                "uptime_seconds": p.uptime,
+                "tokens_loaded": p.loaded,
+            })).collect::<Vec<_>>(),
+            "tokens": out_tokens,
+            "not_in_file": stray.iter().map(|(id, v)| json!({"id": id, "accepted": v})).collect::<Vec<_>>(),
+            "unavailable": unavailable,
+        });
+        return Done {
+            stdout: format!("{doc}\n"),
+            stderr: String::new(),
+        };
+    }
+    let mut out = format!(
+        "{file} joined with {} gateway(s); counts since each gateway's counters started (Envoy start, or a token-file reload):\n",
+        pages.len()
+    );
+    for p in pages {
+        out.push_str(&format!(
+            "  {}: {}, {} token(s) loaded\n",
+            p.source,
+            p.uptime
+                .map_or("uptime unknown".into(), |u| format!("up {}", ago(u))),
+            p.loaded.map_or("?".into(), fmt_num)
+        ));
+    }
+    out.push('\n');
+    out.push_str(&table(&rows));
+    if !stray.is_empty() {
+        let list: Vec<String> = stray
+            .iter()
+            .map(|(id, v)| format!("{id} ({} accepted)", fmt_num(*v)))
+            .collect();
+        out.push_str(&format!(
+            "\nIn the gateways' stats but not in {file} (removed tokens; their series stay until the pod restarts): {}\n",
+            list.join(", ")
+        ));
+    }
+    if !unavailable.is_empty() {
+        out.push_str("\nNot available (n/a, or >=N where only some gateways have it):\n");
+        for u in &unavailable {
+            out.push_str(&format!("  {u}\n"));
+        }
+    }
+    Done {
+        stdout: out,
+        stderr: String::new(),
+    }
+}
