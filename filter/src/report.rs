@@ -278,8 +278,8 @@ impl Sum {
     fn cell(&self) -> String {
         match (self.known, self.missing.is_empty()) {
             (_, true) => fmt_num(self.value),
-            (true, false) => format!(">={}", fmt_num(self.value)),
-            (false, false) => "n/a".into(),
+            (true, false) if self.value > 0.0 => format!(">={}", fmt_num(self.value)),
+            (_, false) => "n/a".into(),
         }
     }
 
@@ -568,10 +568,10 @@ fn render(
             continue;
         }
         let mut why = Vec::new();
-        let refused: Vec<&str> = cols
+        let refused: Vec<&str> = REFUSED
             .iter()
             .copied()
-            .filter(|c| REFUSED.contains(c))
+            .filter(|o| cols.contains(o))
             .collect();
         if !refused.is_empty() {
             why.push(format!(
@@ -644,5 +644,239 @@ fn render(
     Done {
         stdout: out,
         stderr: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// Real Envoy 1.40 output with today's module (tests/e2e stack, the tokens of `FILE`).
+    const OLD: &str = include_str!("../tests/fixtures/envoy-1.40-module-2026-12.prom");
+    /// The agreed per-token series, hand-written in Envoy's format.
+    const NEW: &str = include_str!("../tests/fixtures/per-token-refusals-and-last-seen.prom");
+    const FILE: &str = r#"{"tokens": [
+        {"id": "team-a", "sha256": "0000000000000000000000000000000000000000000000000000000000000001", "tenant": "a"},
+        {"id": "lim", "sha256": "0000000000000000000000000000000000000000000000000000000000000002", "tenant": "a", "rate": {"requests_per_second": 1, "burst": 1, "bytes_per_second": 100000}},
+        {"id": "old", "sha256": "0000000000000000000000000000000000000000000000000000000000000003", "tenant": "a", "expires_at": "2020-01-01T00:00:00Z"},
+        {"id": "off", "sha256": "0000000000000000000000000000000000000000000000000000000000000004", "tenant": "a", "disabled": true},
+        {"id": "traces-only", "sha256": "0000000000000000000000000000000000000000000000000000000000000005", "tenant": "b", "signals": ["traces"]},
+        {"id": "idle", "sha256": "0000000000000000000000000000000000000000000000000000000000000006", "tenant": "b"},
+        {"id": "newbie", "sha256": "0000000000000000000000000000000000000000000000000000000000000007", "tenant": "b"}]}"#;
+    /// 2026-12-05T18:13:20Z
+    const NOW: i64 = 1_796_500_000;
+
+    fn report(pages: &[(&str, &str)], json: bool) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "otlp-gate-report-{}-{}",
+            std::process::id(),
+            pages.len() * 2 + usize::from(json)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens.json");
+        std::fs::write(&file, FILE).unwrap();
+        let mut args = vec![file.to_string_lossy().into_owned()];
+        for (name, text) in pages {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            args.push("--stats".into());
+            args.push(p.to_string_lossy().into_owned());
+        }
+        if json {
+            args.push("--json".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let done = run(&args, NOW).unwrap_or_else(|f| panic!("{f:?}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        done.stdout
+    }
+
+    fn row<'a>(out: &'a str, id: &str) -> Vec<&'a str> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap();
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_text_as_envoy_writes_it() {
+        let s = parse_prometheus(OLD).unwrap();
+        assert!(s.contains(&Sample {
+            name: "otlp_gate_token_requests_total".into(),
+            labels: vec![("token_id".into(), "team-a".into())],
+            value: 5.0
+        }));
+        assert!(s.contains(&Sample {
+            name: "otlp_gate_tokens_loaded".into(),
+            labels: vec![],
+            value: 6.0
+        }));
+        let odd =
+            parse_prometheus("a{x=\"q\\\"\\n\\\\\",y=\"\",} 1.5e3 1700000000\nb +Inf\n").unwrap();
+        assert_eq!(
+            odd[0].labels,
+            vec![("x".into(), "q\"\n\\".into()), ("y".into(), String::new())]
+        );
+        assert_eq!(odd[0].value, 1500.0);
+        assert!(odd[1].value.is_infinite());
+        for bad in [
+            "<html>",
+            "a{x=1} 2",
+            "a{x=\"1\" 2",
+            "a 1 2 3",
+            "a",
+            "a{x=\"1\"}2",
+        ] {
+            assert!(
+                parse_prometheus(bad).unwrap_err().contains("line 1"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn todays_module_gives_what_it_has_and_says_what_it_lacks() {
+        let out = report(&[("pod-a.prom", OLD)], false);
+        assert_eq!(
+            row(&out, "team-a")[3..7],
+            ["5", "n/a", "n/a", "n/a"],
+            "{out}"
+        );
+        // lim: its throttled counter gives its rate_limited refusals; it has a byte limit.
+        assert_eq!(row(&out, "lim")[3..6], ["1", ">=2", "2"], "{out}");
+        assert!(row(&out, "lim")[7].contains("rate_limited 2"), "{out}");
+        // old: two refusals as expired on this pod, which does not say whose.
+        assert_eq!(
+            row(&out, "old")[2..7],
+            ["expired", "0", "n/a", "0", "never"],
+            "{out}"
+        );
+        assert!(
+            row(&out, "idle")[3..].starts_with(&["0", "n/a", "0", "never", "never used"]),
+            "{out}"
+        );
+        assert!(out.contains("counted expired/disabled/forbidden_signal refusals but exposes no otlp_gate_token_refused_total"), "{out}");
+        assert!(
+            out.contains("exposes no otlp_gate_token_last_seen_timestamp_seconds"),
+            "{out}"
+        );
+        assert!(
+            out.contains("has no otlp_gate_token_bytes_total for some tokens"),
+            "{out}"
+        );
+        assert!(
+            row(&out, "newbie")
+                .last()
+                .unwrap()
+                .contains("not loaded on 1 of 1"),
+            "{out}"
+        );
+        assert!(out.contains("up 1s, 6 token(s) loaded"), "{out}");
+    }
+
+    #[test]
+    fn per_token_series_complete_the_report() {
+        let out = report(&[("pod-b.prom", NEW)], false);
+        assert!(
+            !out.contains("n/a") && !out.contains(">=") && !out.contains("Not available"),
+            "{out}"
+        );
+        assert_eq!(
+            row(&out, "team-a")[3..7],
+            ["10", "0", "1048576", "2h ago"],
+            "{out}"
+        );
+        assert!(
+            row(&out, "old")[7].contains("still presented while expired (3 refused)"),
+            "{out}"
+        );
+        assert!(
+            row(&out, "off")[7].contains("still presented while disabled (4 refused)"),
+            "{out}"
+        );
+        assert!(
+            row(&out, "traces-only")[7].starts_with("unused for 75d"),
+            "{out}"
+        );
+        assert!(row(&out, "idle")[7].starts_with("never used"), "{out}");
+        assert!(out.contains("not in "), "{out}");
+        assert!(out.contains("gone (1 accepted)"), "{out}");
+        assert!(out.contains("up 26h, 7 token(s) loaded"), "{out}");
+    }
+
+    #[test]
+    fn pods_are_summed_and_gaps_marked() {
+        let out = report(&[("pod-a.prom", OLD), ("pod-b.prom", NEW)], false);
+        assert_eq!(
+            row(&out, "team-a")[3..7],
+            ["15", "n/a", ">=1048576", ">=2h ago"],
+            "{out}"
+        );
+        assert_eq!(row(&out, "lim")[3..6], ["4", ">=9", "302"], "{out}");
+        assert_eq!(row(&out, "old")[3..5], ["0", ">=3"], "{out}");
+        let json: Value =
+            serde_json::from_str(&report(&[("a.prom", OLD), ("b.prom", NEW)], true)).unwrap();
+        let team_a = &json["tokens"][0];
+        assert_eq!(team_a["accepted"], 15);
+        assert_eq!(team_a["bytes"], 1_048_576);
+        assert_eq!(
+            team_a["incomplete"],
+            json!([
+                "bytes",
+                "refused.expired",
+                "refused.disabled",
+                "refused.forbidden_signal",
+                "last_seen"
+            ])
+        );
+        let old = &json["tokens"][2];
+        assert_eq!(old["refused"]["expired"], 3);
+        assert_eq!(
+            old["flags"],
+            json!(["never_used", "presented_while_expired"])
+        );
+        assert_eq!(json["not_in_file"][0]["id"], "gone");
+        assert_eq!(json["gateways"].as_array().unwrap().len(), 2);
+        let alone: Value = serde_json::from_str(&report(&[("a.prom", OLD)], true)).unwrap();
+        assert_eq!(alone["tokens"][0]["bytes"], Value::Null);
+        assert_eq!(alone["tokens"][2]["refused"]["expired"], Value::Null);
+        assert_eq!(alone["tokens"][1]["refused"]["rate_limited"], 2);
+    }
+
+    #[test]
+    fn a_page_without_the_gate_or_a_dead_gateway_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("otlp-gate-report-err-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.json");
+        std::fs::write(&file, FILE).unwrap();
+        let page = dir.join("envoy.prom");
+        std::fs::write(&page, "# TYPE envoy_x counter\nenvoy_x{} 1\n").unwrap();
+        let f = file.to_str().unwrap();
+        let e = run(&[f, "--stats", page.to_str().unwrap()], NOW).unwrap_err();
+        assert!(
+            matches!(&e, Failure::Invalid(m) if m.contains("no otlp-gate metrics")),
+            "{e:?}"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = run(&[f, "--stats", &format!("http://127.0.0.1:{port}")], NOW).unwrap_err();
+        assert!(
+            matches!(&e, Failure::Invalid(m) if m.contains("cannot connect")),
+            "{e:?}"
+        );
+        assert!(matches!(run(&[f], NOW), Err(Failure::Usage(_))));
+        assert!(matches!(
+            run(&[f, "--stats", "x", "--unused-days", "0"], NOW),
+            Err(Failure::Usage(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -813,3 +813,545 @@ fn list(args: &[&str], now: i64) -> Result<Done, Failure> {
         stderr: String::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::tokenfile::tests::FIXTURES;
+    use proptest::prelude::*;
+
+    /// 2026-06-01T00:00:00Z
+    const NOW: i64 = 1_780_272_000;
+
+    /// A fresh directory with `text` as its only file; returns the file's path.
+    fn file_with(name: &str, text: &str) -> String {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "otlp-gate-tokencmd-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name.rsplit('/').next().unwrap());
+        fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn cmd(c: &str, args: &[&str]) -> Result<Done, String> {
+        run(c, args, NOW).unwrap().map_err(failure_text)
+    }
+
+    /// (id, disabled, expires_at, sha256 hex) of every token, as `check` reads the file.
+    fn tokens_of(file: &str) -> Vec<(String, bool, Option<i64>, String)> {
+        let bytes = fs::read(file).unwrap();
+        if let Err(f) = crate::check(file, &bytes) {
+            panic!("check fails:\n{}", failure_text(f));
+        }
+        let found = crate::extract_configs(file, &bytes).ok().unwrap();
+        let cfg = config::parse(&found[0].raw).unwrap();
+        cfg.tokens
+            .iter()
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    t.disabled,
+                    t.expires_at,
+                    config::hex(&t.digest),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn add_prints_the_token_alone_and_stores_only_its_digest() {
+        let file = file_with("otlp-gate.yaml", FIXTURES[0].1);
+        let done = cmd(
+            "add",
+            &[
+                &file,
+                "--id",
+                "team-c",
+                "--tenant",
+                "team-c",
+                "--signals",
+                "logs",
+                "--expires",
+                "30d",
+            ],
+        )
+        .unwrap();
+        let token = done.stdout.trim_end();
+        assert!(token.starts_with(TOKEN_PREFIX) && !token.contains('\n'));
+        assert!(!done.stderr.contains(token) && done.stderr.contains("OK: 3 token(s)"));
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(token));
+        let t = tokens_of(&file);
+        assert_eq!(t[2].0, "team-c");
+        assert_eq!(t[2].2, Some(NOW + 30 * 86_400));
+        assert_eq!(t[2].3, config::hex(&config::digest(token.as_bytes())));
+    }
+
+    #[test]
+    fn refusals_use_checks_messages_and_change_nothing() {
+        let original = FIXTURES[0].1;
+        let file = file_with("otlp-gate.yaml", original);
+        let e = cmd(
+            "add",
+            &[&file, "--id", "team-a-example", "--tenant", "team-a"],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("tokens[2].id: duplicate id \"team-a-example\" (also tokens[0])")
+                && e.contains("nothing was written"),
+            "{e}"
+        );
+        let e = cmd(
+            "add",
+            &[&file, "--id", "x", "--tenant", "a|b", "--signals", "spans"],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("tokens[2].tenant: contains '|'") && e.contains("tokens[2].signals[0]"),
+            "{e}"
+        );
+        let e = cmd(
+            "add",
+            &[&file, "--id", "x", "--tenant", "t", "--expires", "soon"],
+        )
+        .unwrap_err();
+        assert!(e.contains("tokens[2].expires_at"), "{e}");
+        let e = cmd("add", &[&file, "--id", "x"]).unwrap_err();
+        assert!(e.contains("--tenant"), "{e}");
+        let e = cmd("rotate", &[&file, "--id", "nobody"]).unwrap_err();
+        assert!(e.contains("no token with id \"nobody\""), "{e}");
+        let e = cmd(
+            "add",
+            &[&file, "--id", "x", "--tenant", "t", "--rate", "fast"],
+        )
+        .unwrap_err();
+        assert!(e.contains("--rate"), "{e}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), original);
+
+        // A file that fails check is not edited; a tab in the indentation is pointed at.
+        let tab = file_with(
+            "tab.yaml",
+            include_str!("../tests/fixtures/tokenfiles/tab.yaml"),
+        );
+        let e = cmd("revoke", &[&tab, "--id", "a"]).unwrap_err();
+        assert!(
+            e.contains("line 4 has a tab in its indentation") && e.contains("fix that first"),
+            "{e}"
+        );
+        let flow = file_with(
+            "f.yaml",
+            include_str!("../tests/fixtures/tokenfiles/flow-list.yaml"),
+        );
+        let e = cmd("add", &[&flow, "--id", "b", "--tenant", "t"]).unwrap_err();
+        assert!(e.contains("flow-style list"), "{e}");
+        let two = "{\"resources\": [RES, RES]}".replace(
+            "RES",
+            "{\"typed_config\": {\"@type\": \"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\", \"config\": {\"configuration\": {\"@type\": \"type.googleapis.com/google.protobuf.Struct\", \"value\": {\"tokens\": []}}}}}",
+        );
+        let two = file_with("two.json", &two);
+        let e = cmd("add", &[&two, "--id", "b", "--tenant", "t"]).unwrap_err();
+        assert!(e.contains("holds 2 plugin configurations"), "{e}");
+        assert!(
+            cmd("list", &[&two])
+                .unwrap()
+                .stdout
+                .contains("resources[1]")
+        );
+    }
+
+    #[test]
+    fn default_tenant_makes_tenant_optional() {
+        let file = file_with(
+            "e.yaml",
+            include_str!("../tests/fixtures/tokenfiles/empty-flow.yaml"),
+        );
+        cmd("add", &[&file, "--id", "a"]).unwrap();
+        assert_eq!(tokens_of(&file)[0].0, "a");
+    }
+
+    #[test]
+    fn rotate_copies_scopes_and_shortens_the_old_expiry_only() {
+        let text = "tokens:\n- id: svc-20260101\n  sha256: \"0000000000000000000000000000000000000000000000000000000000000001\"\n  tenant: t\n  signals: [traces]\n  rate: {requests_per_second: 5}\n  source_cidrs: [10.0.0.0/8]\n  expires_at: \"2026-06-03T00:00:00Z\"\n";
+        let file = file_with("r.yaml", text);
+        let done = cmd(
+            "rotate",
+            &[
+                &file,
+                "--id",
+                "svc-20260101",
+                "--expires",
+                "2027-01-01T00:00:00Z",
+            ],
+        )
+        .unwrap();
+        let token = done.stdout.trim_end();
+        let t = tokens_of(&file);
+        // 7 days of overlap would be later than the current expiry: it stays.
+        assert_eq!(t[0].2, Some(NOW + 2 * 86_400), "{}", done.stderr);
+        assert!(done.stderr.contains("keeps its earlier expiry"));
+        assert_eq!(t[1].0, "svc-20260601");
+        assert_eq!(t[1].3, config::hex(&config::digest(token.as_bytes())));
+        let new_text = fs::read_to_string(&file).unwrap();
+        assert!(new_text.ends_with(
+            "  tenant: \"t\"\n  signals: [\"traces\"]\n  rate: {\"requests_per_second\": 5}\n  source_cidrs: [\"10.0.0.0/8\"]\n  expires_at: \"2027-01-01T00:00:00Z\"\n"
+        ), "{new_text}");
+        // Again the same day: the next free id; the old one now expires after the overlap.
+        cmd(
+            "rotate",
+            &[&file, "--id", "svc-20260601", "--overlap", "1h"],
+        )
+        .unwrap();
+        let t = tokens_of(&file);
+        assert_eq!(t[1].2, Some(NOW + 3600));
+        assert_eq!(t[2].0, "svc-20260601-2");
+        assert_eq!(t[2].2, None);
+        let e = cmd(
+            "rotate",
+            &[&file, "--id", "svc-20260601", "--overlap", "soon"],
+        )
+        .unwrap_err();
+        assert!(e.contains("--overlap"));
+        let e = cmd(
+            "rotate",
+            &[&file, "--id", "svc-20260601", "--new-id", "svc-20260101"],
+        )
+        .unwrap_err();
+        assert!(e.contains("duplicate id"), "{e}");
+    }
+
+    #[test]
+    fn next_ids() {
+        let none = |_: &str| false;
+        assert_eq!(next_id("team-a", "20260601", none), "team-a-20260601");
+        assert_eq!(
+            next_id("team-a-20250101", "20260601", none),
+            "team-a-20260601"
+        );
+        assert_eq!(
+            next_id("team-a-20260601-3", "20260601", none),
+            "team-a-20260601"
+        );
+        assert_eq!(
+            next_id("team-a", "20260601", |c| c == "team-a-20260601"
+                || c == "team-a-20260601-2"),
+            "team-a-20260601-3"
+        );
+        let long = "x".repeat(64);
+        let id = next_id(&long, "20260601", none);
+        assert!(config::valid_id(&id) && id.len() <= 64, "{id}");
+    }
+
+    #[test]
+    fn revoke_disables_or_deletes() {
+        let file = file_with(
+            "c.yaml",
+            include_str!("../tests/fixtures/tokenfiles/comments.yaml"),
+        );
+        cmd("revoke", &[&file, "--id", "team-b"]).unwrap();
+        assert!(tokens_of(&file)[1].1);
+        let before = fs::read(&file).unwrap();
+        let done = cmd("revoke", &[&file, "--id", "team-b"]).unwrap();
+        assert!(done.stderr.contains("already disabled"));
+        assert_eq!(fs::read(&file).unwrap(), before);
+        cmd("revoke", &[&file, "--id", "team-b", "--delete"]).unwrap();
+        let ids: Vec<String> = tokens_of(&file).into_iter().map(|t| t.0).collect();
+        assert_eq!(ids, ["team-a", "team-c"]);
+    }
+
+    #[test]
+    fn list_shows_every_state() {
+        let text = r#"{"warn_before": "14d", "tokens": [
+            {"id": "a", "sha256": "0000000000000000000000000000000000000000000000000000000000000001", "tenant": "t"},
+            {"id": "b", "sha256": "0000000000000000000000000000000000000000000000000000000000000002", "tenant": "t", "expires_at": "2026-06-05T00:00:00Z", "signals": ["logs"]},
+            {"id": "c", "sha256": "0000000000000000000000000000000000000000000000000000000000000003", "expires_at": "2026-01-01T00:00:00Z"},
+            {"id": "d", "sha256": "0000000000000000000000000000000000000000000000000000000000000004", "disabled": true, "rate": {"requests_per_second": 2}},
+            {"id": "e", "sha256": "0000000000000000000000000000000000000000000000000000000000000005", "not_before": "2027-01-01T00:00:00Z"}]}"#;
+        let file = file_with("l.json", text);
+        let out = cmd("list", &[&file]).unwrap().stdout;
+        let states: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit("  ").next().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            ["active", "expiring", "expired", "disabled", "not yet valid"],
+            "{out}"
+        );
+        assert!(out.contains("b   t       logs    "), "{out}");
+        let json: Value =
+            serde_json::from_str(&cmd("list", &[&file, "--json"]).unwrap().stdout).unwrap();
+        assert_eq!(json[4]["state"], "not_yet_valid");
+        assert_eq!(json[3]["rate"]["requests_per_second"], 2);
+        assert_eq!(json[2]["tenant"], Value::Null);
+    }
+
+    #[test]
+    fn writes_are_atomic_keep_mode_and_follow_symlinks() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = file_with("m.yaml", FIXTURES[0].1);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = format!("{file}.link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        cmd("add", &[&link, "--id", "x", "--tenant", "t"]).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(tokens_of(&file).len(), 3);
+        // Changed since it was read: nothing is written.
+        let e = write_atomic(&file, b"something else", "tokens: []\n").unwrap_err();
+        assert!(failure_text(e).contains("changed while"));
+        assert_eq!(tokens_of(&file).len(), 3);
+        let dir = Path::new(&file).parent().unwrap();
+        let leftovers = fs::read_dir(dir).unwrap().filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        });
+        assert_eq!(leftovers.count(), 0);
+    }
+
+    #[test]
+    fn token_new_prints_an_indented_entry_or_json() {
+        let out = cmd(
+            "new",
+            &[
+                "--id",
+                "n",
+                "--tenant",
+                "t",
+                "--rate",
+                "rps=5,burst=10",
+                "--source-cidr",
+                "10.0.0.0/8",
+            ],
+        )
+        .unwrap()
+        .stdout;
+        let token = out.lines().nth(1).unwrap();
+        assert!(token.starts_with(TOKEN_PREFIX) && token.len() == TOKEN_PREFIX.len() + 43);
+        assert!(
+            out.contains("\n          - id: \"n\"\n            sha256: \""),
+            "{out}"
+        );
+        assert!(
+            out.contains("            rate: {\"burst\": 10, \"requests_per_second\": 5}\n"),
+            "{out}"
+        );
+        let json = cmd("new", &["--id", "n", "--json"]).unwrap().stdout;
+        let entry: Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+        assert_eq!(entry["id"], "n");
+        assert!(
+            cmd("new", &["--id", "n", "--signals", "spans"])
+                .unwrap_err()
+                .contains("signals[0]")
+        );
+    }
+
+    /// Line-level diff (LCS): the old lines no longer there and the new lines not there before.
+    fn diff<'a>(old: &'a str, new: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
+        let a: Vec<&str> = old.split_inclusive('\n').collect();
+        let b: Vec<&str> = new.split_inclusive('\n').collect();
+        let mut l = vec![vec![0u16; b.len() + 1]; a.len() + 1];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                l[i][j] = if a[i] == b[j] {
+                    l[i + 1][j + 1] + 1
+                } else {
+                    l[i + 1][j].max(l[i][j + 1])
+                };
+            }
+        }
+        let (mut i, mut j, mut removed, mut added) = (0, 0, vec![], vec![]);
+        while i < a.len() || j < b.len() {
+            if i < a.len() && j < b.len() && a[i] == b[j] {
+                i += 1;
+                j += 1;
+            } else if j < b.len() && (i == a.len() || l[i][j + 1] >= l[i + 1][j]) {
+                added.push(b[j]);
+                j += 1;
+            } else {
+                removed.push(a[i]);
+                i += 1;
+            }
+        }
+        // A JSON line that only gained or lost its trailing comma is not a change of content.
+        let strip = |s: &str| s.trim_end().trim_end_matches(',').to_owned();
+        let r: Vec<&str> = removed
+            .iter()
+            .copied()
+            .filter(|x| !added.iter().any(|y| strip(x) == strip(y)))
+            .collect();
+        let ad: Vec<&str> = added
+            .iter()
+            .copied()
+            .filter(|y| !removed.iter().any(|x| strip(x) == strip(y)))
+            .collect();
+        (r, ad)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add { signals: bool, expires: bool },
+        Rotate(usize),
+        Disable(usize),
+        Delete(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(signals, expires)| Op::Add { signals, expires }),
+            any::<usize>().prop_map(Op::Rotate),
+            any::<usize>().prop_map(Op::Disable),
+            any::<usize>().prop_map(Op::Delete),
+        ]
+    }
+
+    /// A command's result, or None when it refused an entry written as `{…}` (the one thing
+    /// the fixtures hold that cannot be changed in place).
+    fn refused_in_flow_style(r: Result<Done, String>) -> Option<Done> {
+        match r {
+            Ok(d) => Some(d),
+            Err(e) if e.contains("written in flow style") => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const ENTRY_KEYS: &[&str] = &[
+        "id",
+        "sha256",
+        "tenant",
+        "signals",
+        "expires_at",
+        "rate",
+        "source_cidrs",
+        "disabled",
+        "tokens",
+        "{",
+        "}",
+        "]",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        /// After any sequence of add/rotate/revoke on any fixture: `check` passes, the tokens
+        /// are exactly what the commands meant, and no line outside the edited entries changed.
+        #[test]
+        fn edits_keep_check_passing_and_other_lines_identical(
+            base in 0..FIXTURES.len(),
+            ops in proptest::collection::vec(op(), 1..7),
+        ) {
+            let (name, text) = FIXTURES[base];
+            let file = file_with(name, text);
+            let mut model = tokens_of(&file);
+            let mut added = 0;
+            for op in ops {
+                let old = fs::read_to_string(&file).unwrap();
+                let pick = |n: usize| model.get(n % model.len().max(1)).map(|t| t.0.clone());
+                let mut want_removed: Option<String> = None; // a digest the removed lines carry
+                // The digest of the entry changed in place: a line of it may change (a JSON
+                // entry on one line is that line).
+                let mut target: Option<String> = None;
+                let result = match &op {
+                    Op::Add { signals, expires } => {
+                        added += 1;
+                        let id = format!("p{added}");
+                        let mut args = vec![file.as_str(), "--id", &id, "--tenant", "t"];
+                        if *signals { args.extend(["--signals", "logs,traces"]); }
+                        if *expires { args.extend(["--expires", "90d"]); }
+                        let done = cmd("add", &args).unwrap();
+                        let digest = config::hex(&config::digest(done.stdout.trim_end().as_bytes()));
+                        model.push((id, false, expires.then_some(NOW + 90 * 86_400), digest));
+                        Some(())
+                    }
+                    Op::Rotate(n) => pick(*n).and_then(|id| {
+                        let done = refused_in_flow_style(cmd("rotate", &[&file, "--id", &id, "--overlap", "2d"]))?;
+                        let i = model.iter().position(|t| t.0 == id).unwrap();
+                        target = Some(model[i].3.clone());
+                        let until = NOW + 2 * 86_400;
+                        if model[i].2.is_none_or(|e| until < e) { model[i].2 = Some(until); }
+                        let digest = config::hex(&config::digest(done.stdout.trim_end().as_bytes()));
+                        let new_id = tokens_of(&file).last().unwrap().0.clone();
+                        model.push((new_id, false, None, digest));
+                        Some(())
+                    }),
+                    Op::Disable(n) => pick(*n).and_then(|id| {
+                        let i = model.iter().position(|t| t.0 == id).unwrap();
+                        if model[i].1 {
+                            return None; // already disabled: nothing changes (tested elsewhere)
+                        }
+                        refused_in_flow_style(cmd("revoke", &[&file, "--id", &id]))?;
+                        target = Some(model[i].3.clone());
+                        model[i].1 = true;
+                        Some(())
+                    }),
+                    Op::Delete(n) => pick(*n).map(|id| {
+                        cmd("revoke", &[&file, "--id", &id, "--delete"]).unwrap();
+                        let i = model.iter().position(|t| t.0 == id).unwrap();
+                        want_removed = Some(model.remove(i).3);
+                    }),
+                };
+                if result.is_none() {
+                    // Nothing to rotate, disable or delete, or an entry that cannot be edited.
+                    prop_assert_eq!(fs::read_to_string(&file).unwrap(), old);
+                    continue;
+                }
+                let new = fs::read_to_string(&file).unwrap();
+                prop_assert_eq!(&tokens_of(&file), &model, "{:?} on {}", op, name);
+                if old.contains("\r\n") {
+                    prop_assert!(new.split_inclusive('\n').all(|l| l.ends_with("\r\n")), "{}", new);
+                }
+                if old.lines().count() < 2 {
+                    continue; // a one-line JSON file: the model check above is what holds
+                }
+                let (removed, added_lines) = diff(&old, &new);
+                let digests: Vec<&String> = model.iter().map(|t| &t.3).collect();
+                let in_target = |r: &str| target.as_ref().is_some_and(|t| r.contains(t.as_str()));
+                match &op {
+                    Op::Add { .. } | Op::Rotate(_) => {
+                        // Nothing removed but an empty `tokens: []` and an expiry being shortened.
+                        for r in &removed {
+                            prop_assert!(r.contains("[]") || (matches!(op, Op::Rotate(_)) && (r.contains("expires_at") || in_target(r))), "{:?}: removed {:?}", op, r);
+                        }
+                        prop_assert!(removed.len() <= 1, "{:?}: removed {:?}", op, removed);
+                    }
+                    Op::Disable(_) => {
+                        prop_assert!(removed.len() <= 1 && removed.iter().all(|r| r.contains("disabled") || in_target(r)), "removed {:?}", removed);
+                    }
+                    Op::Delete(_) => {
+                        let gone = want_removed.unwrap();
+                        let joined = removed.concat();
+                        prop_assert!(joined.contains(&gone), "{}", joined);
+                        prop_assert!(digests.iter().all(|d| !joined.contains(d.as_str())), "{}", joined);
+                        // The entry's own lines: no comment or blank line around it goes along.
+                        let entry: Vec<&&str> = removed.iter().filter(|r| !r.contains("tokens")).collect();
+                        for edge in [entry.first(), entry.last()].into_iter().flatten() {
+                            let t = edge.trim();
+                            prop_assert!(!t.is_empty() && !t.starts_with('#'), "removed {:?}", removed);
+                        }
+                    }
+                }
+                for a in &added_lines {
+                    prop_assert!(ENTRY_KEYS.iter().any(|k| a.contains(k)), "{:?}: added {:?}", op, a);
+                }
+            }
+        }
+    }
+}
