@@ -20,9 +20,9 @@ use crate::tokencmd::{Done, signals, state, table};
 pub const HELP: &str = r"  otlp-gate token report FILE --stats URL [--stats URL…] [--unused-days 30] [--json]
       Join FILE's tokens with each gateway pod's /stats/prometheus (an http:// URL, by
       default path /stats/prometheus, or a saved file): accepted requests, refusals by
-      outcome, body bytes (summed over pods) and last seen (latest). Flags tokens never
-      used, unused for --unused-days, still presented while expired or disabled, and not
-      loaded by a gateway. Figures a gateway does not expose show as n/a (or >=N).
+      outcome, body bytes (summed over pods) and last seen (latest). Flags tokens with no
+      use counted, unused for --unused-days, still presented while expired or disabled,
+      and not loaded by a gateway. Figures a gateway does not expose show as n/a (or >=N).
 ";
 
 /// The refusal outcomes counted per token (`otlp_gate_token_refused_total{outcome}`).
@@ -42,6 +42,7 @@ const THROTTLED: &str = "otlp_gate_token_throttled_total";
 const EXPIRY: &str = "otlp_gate_token_expiry_timestamp_seconds";
 const REQUESTS: &str = "otlp_gate_requests_total";
 const LOADED: &str = "otlp_gate_tokens_loaded";
+const GENERATION: &str = "otlp_gate_config_generation";
 
 /// One sample line of the Prometheus text format.
 #[derive(Debug, PartialEq)]
@@ -146,6 +147,8 @@ struct Gateway {
     source: String,
     uptime: Option<f64>,
     loaded: Option<f64>,
+    /// +1 for every load of a token file with new content since Envoy started.
+    generation: Option<f64>,
     accepted: BTreeMap<String, f64>,
     refused: BTreeMap<(String, String), f64>,
     /// Outcomes for which the page has per-token refusal series.
@@ -177,6 +180,7 @@ impl Gateway {
             match s.name.as_str() {
                 "envoy_server_uptime" => g.uptime = Some(s.value),
                 LOADED => g.loaded = Some(s.value),
+                GENERATION => g.generation = Some(s.value),
                 ACCEPTED => add(&mut g.accepted, id),
                 BYTES => add(&mut g.bytes, id),
                 THROTTLED => add(&mut g.throttled, id),
@@ -450,8 +454,8 @@ fn render(
         let mut flags = Vec::new();
         let mut notes = Vec::new();
         if accepted.value == 0.0 && last.is_none() {
-            flags.push("never_used");
-            notes.push("never used".to_owned());
+            flags.push("no_use_counted");
+            notes.push("no use counted".to_owned());
         } else if let Some(ls) = last.filter(|_| last_missing.is_empty())
             && nowf - ls > (unused_days * 86_400) as f64
         {
@@ -557,39 +561,35 @@ fn render(
         }
     }
 
-    let mut unavailable = Vec::new();
-    for (g, page) in pages.iter().enumerate() {
-        let cols: Vec<&str> = gaps
-            .iter()
-            .filter(|(_, gg)| *gg == g)
-            .map(|(c, _)| *c)
-            .collect();
-        if cols.is_empty() {
-            continue;
-        }
-        let mut why = Vec::new();
-        let refused: Vec<&str> = REFUSED
-            .iter()
-            .copied()
-            .filter(|o| cols.contains(o))
-            .collect();
+    // Which gateway lacks which metric (figures shown as n/a or >=N because of it).
+    let mut unavailable: Vec<(usize, &str, String)> = Vec::new();
+    for g in 0..pages.len() {
+        let has = |c: &str| gaps.contains(&(c, g));
+        let refused: Vec<&str> = REFUSED.iter().copied().filter(|o| has(o)).collect();
         if !refused.is_empty() {
-            why.push(format!(
-                "it counted {} refusals but exposes no {REFUSED_TOTAL}{{token_id,outcome}} for them, so they cannot be attributed to tokens",
-                refused.join("/")
+            unavailable.push((
+                g,
+                REFUSED_TOTAL,
+                format!(
+                    "it counted {} refusals but has no per-token series for them",
+                    refused.join("/")
+                ),
             ));
         }
-        if cols.contains(&"bytes") {
-            why.push(format!(
-                "it has no {BYTES} for some tokens that sent requests (older modules count bytes only for tokens with a byte limit)"
+        if has("bytes") {
+            unavailable.push((
+                g,
+                BYTES,
+                "missing for tokens that sent requests (older modules count bytes only for tokens with a byte limit)".into(),
             ));
         }
-        if cols.contains(&"last seen") {
-            why.push(format!(
-                "it exposes no {LAST_SEEN}, so last-seen times (and `unused for N days`) are incomplete"
+        if has("last seen") {
+            unavailable.push((
+                g,
+                LAST_SEEN,
+                "not exposed: last-seen times and `unused for N days` are incomplete".into(),
             ));
         }
-        unavailable.push(format!("{}: {}", page.source, why.join("; ")));
     }
 
     if as_json {
@@ -600,10 +600,15 @@ fn render(
                 "source": p.source,
                 "uptime_seconds": p.uptime,
                 "tokens_loaded": p.loaded,
+                "config_generation": p.generation,
             })).collect::<Vec<_>>(),
             "tokens": out_tokens,
             "not_in_file": stray.iter().map(|(id, v)| json!({"id": id, "accepted": v})).collect::<Vec<_>>(),
-            "unavailable": unavailable,
+            "unavailable": unavailable.iter().map(|(g, metric, why)| json!({
+                "source": pages.get(*g).map(|p| p.source.as_str()),
+                "metric": metric,
+                "why": why,
+            })).collect::<Vec<_>>(),
         });
         return Done {
             stdout: format!("{doc}\n"),
@@ -616,12 +621,18 @@ fn render(
     );
     for p in pages {
         out.push_str(&format!(
-            "  {}: {}, {} token(s) loaded\n",
+            "  {}: {}, {} token(s) loaded, config generation {}\n",
             p.source,
             p.uptime
                 .map_or("uptime unknown".into(), |u| format!("up {}", ago(u))),
-            p.loaded.map_or("?".into(), fmt_num)
+            p.loaded.map_or("?".into(), fmt_num),
+            p.generation.map_or("?".into(), fmt_num),
         ));
+    }
+    if pages.iter().any(|p| p.generation.is_some_and(|g| g > 1.0)) {
+        out.push_str(
+            "  (a token file was reloaded since Envoy started: Envoy may have restarted the counts then,\n   so `no use counted` means since the last reload, not ever)\n",
+        );
     }
     out.push('\n');
     out.push_str(&table(&rows));
@@ -636,9 +647,15 @@ fn render(
         ));
     }
     if !unavailable.is_empty() {
-        out.push_str("\nNot available (n/a, or >=N where only some gateways have it):\n");
-        for u in &unavailable {
-            out.push_str(&format!("  {u}\n"));
+        out.push_str("\nNot available (shown as n/a, or >=N when only some gateways have it):\n");
+        let mut last = None;
+        for (g, metric, why) in &unavailable {
+            if last != Some(*g) {
+                let source = pages.get(*g).map_or("", |p| p.source.as_str());
+                out.push_str(&format!("  {source}:\n"));
+                last = Some(*g);
+            }
+            out.push_str(&format!("    {metric}: {why}\n"));
         }
     }
     Done {
@@ -757,16 +774,16 @@ mod tests {
             "{out}"
         );
         assert!(
-            row(&out, "idle")[3..].starts_with(&["0", "n/a", "0", "never", "never used"]),
+            row(&out, "idle")[3..].starts_with(&["0", "n/a", "0", "never", "no use counted"]),
             "{out}"
         );
-        assert!(out.contains("counted expired/disabled/forbidden_signal refusals but exposes no otlp_gate_token_refused_total"), "{out}");
+        assert!(out.contains("    otlp_gate_token_refused_total: it counted expired/disabled/forbidden_signal refusals but has no per-token series"), "{out}");
         assert!(
-            out.contains("exposes no otlp_gate_token_last_seen_timestamp_seconds"),
+            out.contains("    otlp_gate_token_last_seen_timestamp_seconds: not exposed"),
             "{out}"
         );
         assert!(
-            out.contains("has no otlp_gate_token_bytes_total for some tokens"),
+            out.contains("    otlp_gate_token_bytes_total: missing for tokens that sent requests"),
             "{out}"
         );
         assert!(
@@ -776,7 +793,10 @@ mod tests {
                 .contains("not loaded on 1 of 1"),
             "{out}"
         );
-        assert!(out.contains("up 1s, 6 token(s) loaded"), "{out}");
+        assert!(
+            out.contains("up 1s, 6 token(s) loaded, config generation 1\n\n"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -803,10 +823,15 @@ mod tests {
             row(&out, "traces-only")[7].starts_with("unused for 75d"),
             "{out}"
         );
-        assert!(row(&out, "idle")[7].starts_with("never used"), "{out}");
+        assert!(row(&out, "idle")[7].starts_with("no use counted"), "{out}");
         assert!(out.contains("not in "), "{out}");
         assert!(out.contains("gone (1 accepted)"), "{out}");
-        assert!(out.contains("up 26h, 7 token(s) loaded"), "{out}");
+        assert!(
+            out.contains(
+                "up 26h, 7 token(s) loaded, config generation 3\n  (a token file was reloaded"
+            ),
+            "{out}"
+        );
     }
 
     #[test]
@@ -838,7 +863,7 @@ mod tests {
         assert_eq!(old["refused"]["expired"], 3);
         assert_eq!(
             old["flags"],
-            json!(["never_used", "presented_while_expired"])
+            json!(["no_use_counted", "presented_while_expired"])
         );
         assert_eq!(json["not_in_file"][0]["id"], "gone");
         assert_eq!(json["gateways"].as_array().unwrap().len(), 2);
