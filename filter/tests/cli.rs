@@ -99,3 +99,60 @@ fn check_refuses_and_locates_every_problem_in_an_ecds_file() {
     assert!(!out.contains("secret-value") && !err.contains("secret-value"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn token_lifecycle_through_the_binary() {
+    let dir = std::env::temp_dir().join(format!("otlp-gate-cli-life-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("otlp-gate.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/otlp-gate.yaml"),
+        &file,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    // stdout is the token and nothing else; stderr says what happened, without the token.
+    let (code, out, err) = cli(&["token", "add", f, "--id", "ci", "--tenant", "ci"], b"");
+    assert_eq!(code, 0, "{err}");
+    let token = out.strip_suffix('\n').unwrap();
+    assert!(token.starts_with("otlpgate_") && !token.contains(char::is_whitespace));
+    assert!(
+        err.contains("added token \"ci\"") && !err.contains(token),
+        "{err}"
+    );
+    let (code, digest, _) = cli(&["hash"], out.as_bytes());
+    assert_eq!(code, 0);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(digest.trim())
+    );
+    // A refused edit: exit 1, check's message, nothing on stdout.
+    let (code, out, err) = cli(&["token", "add", f, "--id", "ci", "--tenant", "ci"], b"");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("duplicate id \"ci\""), "{err}");
+    let (code, out, _) = cli(
+        &["token", "rotate", f, "--id", "ci", "--new-id", "ci-2"],
+        b"",
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("otlpgate_"));
+    let (code, out, _) = cli(&["token", "revoke", f, "--id", "ci"], b"");
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, out, _) = cli(&["token", "list", f], b"");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ci-2 ")
+            && out
+                .lines()
+                .any(|l| l.starts_with("ci ") && l.ends_with("disabled")),
+        "{out}"
+    );
+    // Usage errors: exit 2.
+    assert_eq!(cli(&["token", "add", f, "--tenant", "x"], b"").0, 2);
+    assert_eq!(cli(&["token", "report", f], b"").0, 2);
+    assert_eq!(cli(&["token", "frob"], b"").0, 2);
+    let (code, out, _) = cli(&["token", "rotate", "--help"], b"");
+    assert!(code == 0 && out.contains("--overlap") && !out.contains("check FILE"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
