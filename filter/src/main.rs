@@ -1,5 +1,6 @@
 //! `otlp-gate`: the operator CLI. It validates configurations with exactly the code the filter
-//! runs, and creates tokens so that only their digests ever reach a config file.
+//! runs, and creates tokens so that only their digests ever reach a config file. The token
+//! commands (`tokencmd`) edit token files in place; this file dispatches and runs `check`.
 
 mod httpget;
 mod report;
