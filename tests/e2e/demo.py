@@ -192,8 +192,10 @@ export OTEL_EXPORTER_OTLP_CERTIFICATE={env['OTEL_EXPORTER_OTLP_CERTIFICATE']}
 Python's OTLP/HTTP exporter lets REQUESTS_CA_BUNDLE override the certificate: unset it, or point it
 at the CA above.)
 
-Try a rotation: `just cli token new --id NAME --tenant T`, add the entry to
-{editable.relative_to(ROOT)}, save; the demo delivers it to Envoy like the kubelet does.
+Try the token lifecycle on its token file; the demo delivers every change to Envoy like the kubelet:
+  just cli token add {editable.relative_to(ROOT)} --id NAME --tenant T   # prints the new token
+  just cli token rotate {editable.relative_to(ROOT)} --id demo           # or revoke, list
+  just cli token report {editable.relative_to(ROOT)} --stats {stack.probe_url}
 """, flush=True)
     last = editable.stat().st_mtime
     try:
