@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Bundles a built filter module: copies it into the kustomization (kustomize cannot read
-# target/), rewrites the sha256 that every token file pins (envoy/otlp-gate.yaml and each
-# overlay's otlp-gate.yaml), and re-syncs the other shared files. Review the diff and commit it:
-# upgrading or rolling back the module is an explicit change.
+# target/) and rewrites the sha256 that every token file pins (envoy/otlp-gate.yaml and each
+# overlay's otlp-gate.yaml). Review the diff and commit it: upgrading or rolling back the module
+# is an explicit change.
 #   just k8s-wasm        (= bash k8s/update-wasm.sh target/wasm32-wasip1/release/otlp_gate.wasm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,10 +26,8 @@ dest=k8s/base/gateway/otlp_gate.wasm
 old=$( [ -f "$dest" ] && sha256sum "$dest" | cut -d' ' -f1 || echo none)
 new=$(sha256sum "$wasm" | cut -d' ' -f1)
 cp "$wasm" "$dest"
-# Rewrite the pins in the sources (envoy/ and the overlays), copy envoy/ and alloy/ files into the
-# bundle, then check every pin, copies included.
+# Rewrite the pins in every token file (envoy/ and the overlays), then check them.
 "$python" k8s/bundle.py pin "$dest" --write >/dev/null
-"$python" k8s/bundle.py sync
 "$python" k8s/bundle.py pin "$dest"
 echo "update-wasm: $dest: $size bytes, sha256 $new (was $old)"
 echo "update-wasm: next: bash k8s/validate.sh, review \`git diff k8s envoy\`, commit, then"

