@@ -64,13 +64,27 @@ rc=$?
 cat "$work/py"
 if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
-echo "== the wasm module and its sha256 pins"
+echo "== the bundled wasm module: the build of these sources, pinned by every token file"
 wasm=k8s/base/gateway/otlp_gate.wasm
 built=target/wasm32-wasip1/release/otlp_gate.wasm
 if [ -f "$wasm" ]; then
     py pin "$wasm"
-    if [ -f "$built" ] && ! cmp -s "$built" "$wasm"; then
-        echo "note: $built differs from the bundled module; \`just k8s-wasm\` bundles it (an explicit, reviewed change)"
+    # The module must be the build of the commit it sits in. Its bytes depend on the toolchain
+    # too (k8s/base/gateway/otlp_gate.wasm.toolchain, written by .ci/build-wasm.sh): compare
+    # them whenever this machine builds with the same one, and say so when it does not.
+    if ! bash .ci/build-wasm.sh otlp-gate >"$work/build" 2>&1; then
+        fail "bash .ci/build-wasm.sh otlp-gate"
+        tail -n 20 "$work/build"
+    elif ! [ -f "$wasm.toolchain" ]; then
+        fail "$wasm.toolchain is missing: bundle the module with \`just k8s-wasm\`"
+    elif ! cmp -s "$built.toolchain" "$wasm.toolchain"; then
+        skip "$wasm not compared with a build of these sources: it was built with" \
+            "[$(paste -sd ';' "$wasm.toolchain")], this machine builds with [$(paste -sd ';' "$built.toolchain")]"
+    elif cmp -s "$built" "$wasm"; then
+        pass "$wasm is the build of these sources ($(head -n 1 "$wasm.toolchain"))"
+    else
+        fail "$wasm is NOT the build of these sources ($(stat -c %s "$built") bytes built, $(stat -c %s "$wasm") bundled," \
+            "same toolchain): run \`just k8s-wasm\`, review and commit"
     fi
 else
     fail "$wasm is missing (run \`just k8s-wasm\`)"
