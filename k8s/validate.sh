@@ -301,7 +301,8 @@ if missing:
     sys.exit(f"compose.yaml's haproxy service does not set {missing}")
 env["HAPROXY_TLS_PEM"] = sys.argv[1]
 for k, v in env.items():
-    v = re.sub(r"^(envoy|grafana):", "127.0.0.1:", str(v))
+    v = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v))  # compose's ${VAR:-default}: the default
+    v = re.sub(r"^(envoy|grafana):", "127.0.0.1:", v)
     print(f"export {k}={shlex.quote(v)}")
 EOF
     then
