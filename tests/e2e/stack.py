@@ -45,6 +45,10 @@ CLI = ROOT / "target" / "release" / "otlp-gate"
 # (100 ms): a stats read right after a request may not show it yet. Tests poll for what they
 # expect, or wait a few ticks when they expect nothing to move.
 FILTER_TICK_S = 0.1
+# HAProxy connects to Envoy from this loopback address (clients use others, 127.0.0.1 by default),
+# so Envoy's log and the gate can tell HAProxy's connection from the client it names in its
+# PROXY protocol header.
+HAPROXY_SOURCE = "127.0.9.1"
 
 
 def envoy_binary() -> str:
@@ -382,6 +386,7 @@ class Stack:
                 "ENVOY_ADDR": f"127.0.0.1:{data}",
                 "ENVOY_PROBE_PORT": str(probe),
                 "GRAFANA_ADDR": f"127.0.0.1:{self.grafana.port}",
+                "HAPROXY_SOURCE_ADDR": HAPROXY_SOURCE,
             }
             self.haproxy_proc = Proc("haproxy", ["haproxy", "-db", "-f", str(HAPROXY_CFG)], self.logs, env=env)
             self.procs.append(self.haproxy_proc)
