@@ -154,13 +154,7 @@ fn token_new(flags: &[(&str, Option<&str>)]) -> Result<String, Failure> {
         }
     }
     let id = id.ok_or_else(|| Failure::Usage("token new needs --id".into()))?;
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| Failure::Invalid(format!("no randomness available: {e}\n")))?;
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-    );
+    let token = new_secret()?;
     entry.insert("id".into(), json!(id));
     entry.insert(
         "sha256".into(),
@@ -212,6 +206,27 @@ fn token_new(flags: &[(&str, Option<&str>)]) -> Result<String, Failure> {
         }
     }
     Ok(out)
+}
+
+/// A fresh token: 256 random bits, base64url, after the prefix. It always passes the filter's
+/// own strength rule (`config::token_strength`, 128 bits); a draw that did not (it would need
+/// nearly every character the same) is drawn again.
+fn new_secret() -> Result<String, Failure> {
+    for _ in 0..8 {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| Failure::Invalid(format!("no randomness available: {e}\n")))?;
+        let token = format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        );
+        if config::token_strength(token.as_bytes()).is_ok() {
+            return Ok(token);
+        }
+    }
+    Err(Failure::Invalid(
+        "token new: the system's randomness keeps producing weak tokens\n".into(),
+    ))
 }
 
 fn hash(input: &[u8]) -> Result<String, Failure> {
@@ -458,6 +473,25 @@ mod tests {
     }
 
     #[test]
+    fn new_tokens_are_never_weak() {
+        let mut least = u32::MAX;
+        for _ in 0..10_000 {
+            let token = new_secret().unwrap();
+            assert!(config::token_strength(token.as_bytes()).is_ok());
+            assert_eq!(token.len(), TOKEN_PREFIX.len() + 43);
+            let mut seen = [false; 256];
+            token.bytes().for_each(|b| seen[usize::from(b)] = true);
+            let distinct = seen.iter().filter(|&&s| s).count() as u32;
+            // length x floor(log2(distinct)): a lower bound of the estimate.
+            least = least.min(token.len() as u32 * distinct.ilog2());
+        }
+        assert!(
+            least >= 208,
+            "weakest of 10,000 estimated below {least} bits"
+        );
+    }
+
+    #[test]
     fn token_new_refuses_bad_entries() {
         let e = run(&[
             "token",
@@ -495,7 +529,7 @@ mod tests {
 
     #[test]
     fn check_reads_plain_and_ecds() {
-        let plain = br#"{"tokens":[{"id":"a","token":"abcdefghijklmnop","tenant":"t"}]}"#;
+        let plain = br#"{"tokens":[{"id":"a","token":"plain-Qx7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs0","tenant":"t"}]}"#;
         assert!(check("c.json", plain).unwrap().contains("OK: 1 token(s)"));
         let ecds = "version_info: '1'\nresources:\n- '@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: otlp-gate\n  typed_config:\n    '@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n    config:\n      configuration:\n        '@type': type.googleapis.com/google.protobuf.Struct\n        value:\n          tokens:\n          - id: a\n            sha256: '0000000000000000000000000000000000000000000000000000000000000001'\n            tenant: team-a\n            expires_at: 2027-01-01T00:00:00Z\n";
         let out = check("f.yaml", ecds.as_bytes()).unwrap();

@@ -24,6 +24,9 @@ pub enum Refusal {
     NotFound,
     /// An OTLP endpoint asked with another method: 405 with `Allow`.
     MethodNotAllowed(&'static str),
+    /// An OTLP endpoint sent a content type OTLP does not define for it (gRPC-Web, text, none,
+    /// or a gRPC one on an OTLP/HTTP path...): 415, as OTLP/HTTP servers answer.
+    UnsupportedMediaType,
     /// No credential: 401 with a bare challenge (RFC 6750 §3.1: no error code).
     Missing,
     /// Credential headers that cannot be one valid credential (says why): 400 `invalid_request`.
@@ -52,6 +55,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => Outcome::NotFound,
             Refusal::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
+            Refusal::UnsupportedMediaType => Outcome::UnsupportedMediaType,
             Refusal::Missing => Outcome::Missing,
             Refusal::Malformed(_) => Outcome::Malformed,
             Refusal::Unknown => Outcome::Unknown,
@@ -83,6 +87,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => "not an OTLP path",
             Refusal::MethodNotAllowed(_) => "method not allowed",
+            Refusal::UnsupportedMediaType => "unsupported media type",
             Refusal::Missing => "no credentials",
             Refusal::Malformed(why) => why,
             Refusal::Unknown => "unknown token",
@@ -103,6 +108,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => "otlp_gate.not_found",
             Refusal::MethodNotAllowed(_) => "otlp_gate.method_not_allowed",
+            Refusal::UnsupportedMediaType => "otlp_gate.unsupported_media_type",
             Refusal::Missing => "otlp_gate.missing",
             Refusal::Malformed(_) => "otlp_gate.malformed",
             Refusal::Unknown => "otlp_gate.unknown",
@@ -123,6 +129,9 @@ impl Refusal {
                 "not found: OTLP/HTTP endpoints are POST <prefix>/v1/{logs,metrics,traces}".into()
             }
             Refusal::MethodNotAllowed(allow) => format!("method not allowed: use {allow}"),
+            Refusal::UnsupportedMediaType => {
+                "unsupported media type: use application/x-protobuf or application/json".into()
+            }
             Refusal::Missing => "missing credentials: send Authorization: Bearer <token>".into(),
             Refusal::Malformed(why) => format!("invalid request: {why}"),
             Refusal::Unknown | Refusal::Disabled | Refusal::NotYetValid | Refusal::Expired => {
@@ -144,6 +153,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => (404, GrpcCode::Unimplemented),
             Refusal::MethodNotAllowed(_) => (405, GrpcCode::Unimplemented),
+            Refusal::UnsupportedMediaType => (415, GrpcCode::InvalidArgument),
             Refusal::Malformed(_) => (400, GrpcCode::InvalidArgument),
             Refusal::Missing
             | Refusal::Unknown
@@ -178,6 +188,7 @@ impl Refusal {
             )),
             Refusal::NotFound
             | Refusal::MethodNotAllowed(_)
+            | Refusal::UnsupportedMediaType
             | Refusal::RateLimited { .. }
             | Refusal::AuthThrottled { .. } => None,
         }
@@ -199,9 +210,10 @@ mod tests {
     use super::*;
 
     /// Every kind of refusal once.
-    const ALL: [Refusal; 12] = [
+    const ALL: [Refusal; 13] = [
         Refusal::NotFound,
         Refusal::MethodNotAllowed("POST"),
+        Refusal::UnsupportedMediaType,
         Refusal::Missing,
         Refusal::Malformed("empty Authorization header"),
         Refusal::Unknown,
@@ -220,6 +232,12 @@ mod tests {
         let table = [
             ("not_found", "not an OTLP path", 404, false),
             ("method_not_allowed", "method not allowed", 405, false),
+            (
+                "unsupported_media_type",
+                "unsupported media type",
+                415,
+                false,
+            ),
             ("missing", "no credentials", 401, true),
             ("malformed", "empty Authorization header", 400, true),
             ("unknown", "unknown token", 401, true),

@@ -355,8 +355,9 @@ class Stack:
         self.receiver_ports = self._receiver_ports()
         self.grafana = GrafanaStandIn() if self.haproxy else None
 
-        data, probe, admin, http_port, https_port = free_ports(5)
-        self.ports = render.Ports(data, probe, admin, self.receiver_ports["http"], self.receiver_ports["grpc"])
+        data, probe, admin, http_port, https_port, health = free_ports(6)
+        self.ports = render.Ports(data, probe, admin, self.receiver_ports["http"], self.receiver_ports["grpc"],
+                                  health)
         self.config = ConfigDir(self.workdir / "config")
         self.version = 0
         self.swap(self.settings)

@@ -44,7 +44,7 @@ SPELLINGS = [
 
 # Where a scalar can go: the template marks each place with <<its path>>.
 TOKEN_SHA = "5" * 63 + "a"
-PLAINTEXT = "parity-plaintext-token-0123456789"
+PLAINTEXT = "parity-Pq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs0"
 TEMPLATE = """path_prefix: <<path_prefix>>
 tenant_header: <<tenant_header>>
 default_tenant: <<default_tenant>>
