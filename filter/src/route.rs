@@ -70,8 +70,9 @@ pub enum Encoding {
 
 impl Encoding {
     /// gRPC exactly when Envoy judges the request gRPC (`Grpc::Common::hasGrpcContentType`):
-    /// `application/grpc`, byte for byte, alone or followed by `+` or `;`. `application/grpc-web`
-    /// or `APPLICATION/GRPC` are not: Envoy would not send a gRPC reply for them.
+    /// `application/grpc`, byte for byte, alone or followed by `+`. `application/grpc-web`,
+    /// `APPLICATION/GRPC` or `application/grpc;charset=utf-8` are not (checked against Envoy
+    /// 1.40 by tests/e2e/test_content_types.py): Envoy would not send a gRPC reply for them.
     pub fn from_content_type(content_type: Option<&[u8]>) -> Encoding {
         classify(content_type).0
     }
@@ -91,7 +92,7 @@ pub fn classify(content_type: Option<&[u8]>) -> (Encoding, bool) {
         _ => {}
     }
     if let Some(rest) = ct.strip_prefix(b"application/grpc")
-        && matches!(rest.first(), None | Some(b'+' | b';'))
+        && matches!(rest.first(), None | Some(b'+'))
     {
         return (Encoding::Grpc, false);
     }
@@ -384,10 +385,14 @@ mod tests {
             ),
             (Some(b"application/grpc"), Encoding::Grpc),
             (Some(b"application/grpc+proto"), Encoding::Grpc),
-            (Some(b"application/grpc;charset=utf-8"), Encoding::Grpc),
+            (
+                Some(b"application/grpc+proto;charset=utf-8"),
+                Encoding::Grpc,
+            ),
             (Some(b"application/grpc+json"), Encoding::Grpc),
             // Not gRPC to Envoy: replies to these are HTTP.
             (Some(b"APPLICATION/GRPC"), Encoding::Json),
+            (Some(b"application/grpc;charset=utf-8"), Encoding::Json),
             (Some(b"application/grpc-web"), Encoding::Json),
             (Some(b"application/grpc-web+proto"), Encoding::Json),
             (Some(b"application/grpcx"), Encoding::Json),

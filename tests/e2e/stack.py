@@ -331,6 +331,8 @@ class Stack:
     concurrency: int = 2
     haproxy: bool = True
     expect_ready: bool = True
+    # Another gRPC upstream instead of the receiver's (a test server recording what arrives).
+    grpc_upstream: int | None = None
     procs: list[Proc] = field(default_factory=list)
 
     def start(self) -> "Stack":
@@ -356,8 +358,8 @@ class Stack:
         self.grafana = GrafanaStandIn() if self.haproxy else None
 
         data, probe, admin, http_port, https_port, health = free_ports(6)
-        self.ports = render.Ports(data, probe, admin, self.receiver_ports["http"], self.receiver_ports["grpc"],
-                                  health)
+        self.ports = render.Ports(data, probe, admin, self.receiver_ports["http"],
+                                  self.grpc_upstream or self.receiver_ports["grpc"], health)
         self.config = ConfigDir(self.workdir / "config")
         self.version = 0
         self.swap(self.settings)
