@@ -96,6 +96,26 @@ def test_bootstrap_contract():
     assert "prefix_rewrite" not in str(routes) and "regex_rewrite" not in str(routes)
 
 
+def test_health_listener_is_loopback_only_and_named_for_the_gate():
+    """healthz answers in detail only on the filter chain named as gate::HEALTH_CHAIN, which is
+    bound to loopback, forwards nothing, and is what the probe's /healthz reaches."""
+    chain_name = re.search(r'HEALTH_CHAIN: &str = "([^"]+)"',
+                           (render.ROOT / "filter" / "src" / "gate.rs").read_text()).group(1)
+    health = listeners()["health"]
+    assert health["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert [c.get("name") for c in health["filter_chains"]] == [chain_name]
+    assert all(c.get("name") != chain_name for n, lst in listeners().items() if n != "health"
+               for c in lst["filter_chains"])
+    routes = hcm(health)["route_config"]["virtual_hosts"][0]["routes"]
+    assert all("direct_response" in r for r in routes), "the health listener forwards nothing"
+    gate = [f for f in hcm(health)["http_filters"] if f["name"] == GATE_FILTER]
+    otlp_gate = [f for f in hcm(listeners()["otlp"])["http_filters"] if f["name"] == GATE_FILTER]
+    assert gate[0]["config_discovery"] == otlp_gate[0]["config_discovery"], "the same ECDS resource"
+    clusters = {c["name"]: c for c in BOOT["static_resources"]["clusters"]}
+    target = clusters["otlp_self"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert target["socket_address"] == health["address"]["socket_address"]
+
+
 def test_access_log_never_includes_credentials():
     logs = hcm(listeners()["otlp"])["access_log"]
     text = yaml.safe_dump(logs).lower()
