@@ -29,6 +29,9 @@ pub enum Refusal {
     UnsupportedMediaType,
     /// No credential: 401 with a bare challenge (RFC 6750 §3.1: no error code).
     Missing,
+    /// An Authorization scheme the gate does not accept (says which): no authentication
+    /// information either (RFC 6750 §3.1), so 401 with the bare challenge, counted as `missing`.
+    Unsupported(&'static str),
     /// Credential headers that cannot be one valid credential (says why): 400 `invalid_request`.
     Malformed(&'static str),
     /// A token no configured one matches: 401 `invalid_token`.
@@ -56,7 +59,7 @@ impl Refusal {
             Refusal::NotFound => Outcome::NotFound,
             Refusal::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
             Refusal::UnsupportedMediaType => Outcome::UnsupportedMediaType,
-            Refusal::Missing => Outcome::Missing,
+            Refusal::Missing | Refusal::Unsupported(_) => Outcome::Missing,
             Refusal::Malformed(_) => Outcome::Malformed,
             Refusal::Unknown => Outcome::Unknown,
             Refusal::Disabled => Outcome::Disabled,
@@ -74,6 +77,7 @@ impl Refusal {
         matches!(
             self,
             Refusal::Missing
+                | Refusal::Unsupported(_)
                 | Refusal::Malformed(_)
                 | Refusal::Unknown
                 | Refusal::Disabled
@@ -89,7 +93,7 @@ impl Refusal {
             Refusal::MethodNotAllowed(_) => "method not allowed",
             Refusal::UnsupportedMediaType => "unsupported media type",
             Refusal::Missing => "no credentials",
-            Refusal::Malformed(why) => why,
+            Refusal::Unsupported(why) | Refusal::Malformed(why) => why,
             Refusal::Unknown => "unknown token",
             Refusal::Disabled => "token disabled",
             Refusal::NotYetValid => "token not yet valid",
@@ -110,6 +114,7 @@ impl Refusal {
             Refusal::MethodNotAllowed(_) => "otlp_gate.method_not_allowed",
             Refusal::UnsupportedMediaType => "otlp_gate.unsupported_media_type",
             Refusal::Missing => "otlp_gate.missing",
+            Refusal::Unsupported(_) => "otlp_gate.unsupported_scheme",
             Refusal::Malformed(_) => "otlp_gate.malformed",
             Refusal::Unknown => "otlp_gate.unknown",
             Refusal::Disabled => "otlp_gate.disabled",
@@ -133,6 +138,7 @@ impl Refusal {
                 "unsupported media type: use application/x-protobuf or application/json".into()
             }
             Refusal::Missing => "missing credentials: send Authorization: Bearer <token>".into(),
+            Refusal::Unsupported(why) => format!("{why}: send Authorization: Bearer <token>"),
             Refusal::Malformed(why) => format!("invalid request: {why}"),
             Refusal::Unknown | Refusal::Disabled | Refusal::NotYetValid | Refusal::Expired => {
                 format!("invalid token: {}", self.reason())
@@ -156,6 +162,7 @@ impl Refusal {
             Refusal::UnsupportedMediaType => (415, GrpcCode::InvalidArgument),
             Refusal::Malformed(_) => (400, GrpcCode::InvalidArgument),
             Refusal::Missing
+            | Refusal::Unsupported(_)
             | Refusal::Unknown
             | Refusal::Disabled
             | Refusal::NotYetValid
@@ -172,7 +179,7 @@ impl Refusal {
     /// The RFC 6750 `WWW-Authenticate` challenge of an HTTP reply, if it carries one.
     pub fn challenge(self, realm: &str) -> Option<String> {
         match self {
-            Refusal::Missing => Some(format!("Bearer realm=\"{realm}\"")),
+            Refusal::Missing | Refusal::Unsupported(_) => Some(format!("Bearer realm=\"{realm}\"")),
             Refusal::Malformed(_) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_request\""
             )),
@@ -210,11 +217,12 @@ mod tests {
     use super::*;
 
     /// Every kind of refusal once.
-    const ALL: [Refusal; 13] = [
+    const ALL: [Refusal; 14] = [
         Refusal::NotFound,
         Refusal::MethodNotAllowed("POST"),
         Refusal::UnsupportedMediaType,
         Refusal::Missing,
+        Refusal::Unsupported("unsupported Authorization scheme"),
         Refusal::Malformed("empty Authorization header"),
         Refusal::Unknown,
         Refusal::Disabled,
@@ -239,6 +247,7 @@ mod tests {
                 false,
             ),
             ("missing", "no credentials", 401, true),
+            ("missing", "unsupported Authorization scheme", 401, true),
             ("malformed", "empty Authorization header", 400, true),
             ("unknown", "unknown token", 401, true),
             ("disabled", "token disabled", 401, true),
@@ -276,7 +285,8 @@ mod tests {
             );
             let word = d.strip_prefix("otlp_gate.").unwrap();
             assert!(
-                word == r.outcome().as_str() || r == Refusal::NotYetValid,
+                word == r.outcome().as_str()
+                    || matches!(r, Refusal::NotYetValid | Refusal::Unsupported(_)),
                 "{d} for {r:?}"
             );
         }
