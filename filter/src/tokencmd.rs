@@ -17,7 +17,7 @@ use otlp_gate::time::{format_rfc3339, parse_duration};
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
-use crate::tokenfile::TokenFile;
+use crate::tokenfile::{self, TokenFile};
 
 /// Prefix of generated tokens: lets secret scanners recognise a leaked otlp-gate token.
 pub const TOKEN_PREFIX: &str = "otlpgate_";
@@ -459,8 +459,13 @@ fn commit(l: &Loaded, text: &str, expected: &Value) -> Result<String, Failure> {
         .and_then(|found| found.into_iter().next())
         .and_then(|f| config::parse(&f.raw).ok())
         .map(|c| c.sha256_hex);
-    let want = config::parse(expected.to_string().as_bytes())
+    // The intended configuration as Envoy reads it from this file: the edit writes values as
+    // `tokenfile::flow` does, and in a YAML file Envoy reads an unquoted `0.5` or `5000000000`
+    // as a string (`envoy_yaml`), so `expected` is read back the same way before comparing.
+    let want = crate::extract_configs(file, tokenfile::flow(expected).as_bytes())
         .ok()
+        .and_then(|found| found.into_iter().next())
+        .and_then(|f| config::parse(&f.raw).ok())
         .map(|c| c.sha256_hex);
     if got.is_none() || got != want {
         return Err(Failure::Invalid(format!(
@@ -920,6 +925,32 @@ mod tests {
         assert_eq!(t[2].0, "team-c");
         assert_eq!(t[2].2, Some(NOW + 30 * 86_400));
         assert_eq!(t[2].3, config::hex(&config::digest(token.as_bytes())));
+    }
+
+    #[test]
+    fn rates_envoy_reads_as_strings_are_written_and_verified() {
+        // Envoy 1.40 reads a YAML fraction, and a whole number beyond 32 bits, as a string;
+        // the edit must still be recognised as exactly the intended one.
+        for (name, text) in [FIXTURES[0], FIXTURES[8]] {
+            let file = file_with(name, text);
+            for (id, rate) in [("r1", "0.5"), ("r2", "rps=10,bps=5000000000,burst=3")] {
+                cmd("add", &[&file, "--id", id, "--tenant", "t", "--rate", rate])
+                    .unwrap_or_else(|e| panic!("{name} --rate {rate}: {e}"));
+            }
+            let rotated = cmd("rotate", &[&file, "--id", "r1", "--new-id", "r1b"]);
+            rotated.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let bytes = fs::read(&file).unwrap();
+            let found = crate::extract_configs(&file, &bytes).ok().unwrap();
+            let cfg = config::parse(&found[0].raw).unwrap();
+            let rate = |id: &str| {
+                let t = cfg.tokens.iter().find(|t| t.id == id).unwrap();
+                t.rate
+                    .map(|r| (r.requests_per_second, r.bytes_per_second, r.burst))
+            };
+            assert_eq!(rate("r1"), Some((Some(0.5), None, 1.0)), "{name}");
+            assert_eq!(rate("r1b"), rate("r1"), "{name}");
+            assert_eq!(rate("r2"), Some((Some(10.0), Some(5e9), 3.0)), "{name}");
+        }
     }
 
     #[test]
