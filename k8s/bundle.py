@@ -380,6 +380,24 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
     report(bool(ok), f"{name}: mutual TLS Envoy -> Alloy: the client-certificate Secret mounted at "
            f"{POD_CLIENT_TLS_DIR} (SDS, no subPath), Alloy's at {ALLOY_TLS_DIR} with client_ca_file on "
            f"both receivers, both issued by the internal CA Issuer")
+    # The client's address: from the connection (PROXY protocol from the ingress, else the peer),
+    # never from X-Forwarded-For, on every listener; every Ingress to the gateway sends PROXY.
+    listeners = (boot.get("static_resources") or {}).get("listeners", [])
+    hcms = [(lst.get("name"), f["typed_config"]) for lst in listeners for ch in lst.get("filter_chains", [])
+            for f in ch.get("filters", []) if f.get("name") == "envoy.filters.network.http_connection_manager"]
+    otlp = next((lst for lst in listeners if lst.get("name") == "otlp"), {})
+    proxy_protocol = [lf for lf in otlp.get("listener_filters", [])
+                      if lf.get("name") == "envoy.filters.listener.proxy_protocol"]
+    to_gateway = [d for d in docs if d["kind"] == "Ingress"
+                  and any(p["backend"]["service"]["name"] == "otlp-gate"
+                          for r in d["spec"]["rules"] for p in r["http"]["paths"])]
+    report(bool(hcms) and all(h.get("use_remote_address") is True and h.get("skip_xff_append") is True
+                              and not h.get("xff_num_trusted_hops") for _, h in hcms)
+           and len(proxy_protocol) == 1 and bool(to_gateway)
+           and all(d["metadata"].get("annotations", {}).get("haproxy.org/send-proxy-protocol") == "proxy-v2"
+                   for d in to_gateway),
+           f"{name}: client addresses from the connection on every listener (use_remote_address, no "
+           f"X-Forwarded-For append), PROXY protocol v2 from the {len(to_gateway)} Ingress(es) to the gateway")
 
     heap = [m.get("typed_config", {}).get("max_heap_size_bytes")
             for m in (boot.get("overload_manager") or {}).get("resource_monitors", [])

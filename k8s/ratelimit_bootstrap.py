@@ -132,7 +132,12 @@ def generate(source_text: str) -> str:
         if not isinstance(node, dict):
             return
         filters = node.get("http_filters")
-        if isinstance(filters, list):
+        # Only the connection manager that forwards to Alloy (not the loopback health listener,
+        # which runs the gate too but routes nowhere).
+        forwards = any(isinstance(r.get("route"), dict) and r["route"].get("cluster") in DATA_CLUSTERS
+                       for vh in (node.get("route_config") or {}).get("virtual_hosts") or []
+                       for r in vh.get("routes") or [])
+        if isinstance(filters, list) and forwards:
             names = [f.get("name") for f in filters]
             if GATE_FILTER in names:
                 if RATELIMIT_FILTER["name"] in names:

@@ -78,6 +78,15 @@ unsafe extern "C" {
         return_map_size: *mut usize,
     ) -> u32;
 
+    /// ABI v0.2.1, as the SDK declares it (its wrapper builds the path per call and panics on
+    /// an unexpected status).
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+
     /// ABI v0.2.1, as the SDK declares it; its wrappers rebuild the header block per call and
     /// panic on an unexpected status.
     fn proxy_send_local_response(
@@ -108,6 +117,21 @@ fn request_header_block() -> Vec<u8> {
     // `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size`) and hands ownership over;
     // the SDK's own wrapper takes it back the same way.
     unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// A property of the stream, by its path with the segments joined by NUL, as the ABI takes it
+/// (`b"source\0address"`); `None` when the host has none or refuses.
+fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path is valid for its length; both out-pointers are valid for writes.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return None;
+    }
+    // SAFETY: as in `request_header_block`: the host hands over `size` bytes it allocated
+    // through the SDK's `proxy_on_memory_allocate`.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// Label combinations of the by-signal-and-outcome counters.
@@ -384,7 +408,7 @@ impl SharedStore for Host<'_> {
 
 impl Env for Host<'_> {
     fn peer(&mut self) -> Option<IpAddr> {
-        let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
+        let raw = property(b"source\0address")?;
         crate::cidr::parse_socket_address(std::str::from_utf8(&raw).ok()?)
     }
 
@@ -396,6 +420,11 @@ impl Env for Host<'_> {
 
     fn now_ns(&mut self) -> i64 {
         now_ns()
+    }
+
+    fn health_listener(&mut self) -> bool {
+        property(b"xds\0filter_chain_name")
+            .is_some_and(|name| name == gate::HEALTH_CHAIN.as_bytes())
     }
 }
 
@@ -495,6 +524,16 @@ impl HttpContext for Stream {
                 per_token(token, TOKEN_BYTES),
                 i64::try_from(bytes).unwrap_or(i64::MAX),
             );
+        }
+        Action::Continue
+    }
+
+    /// Request trailers (HTTP/2, gRPC) may not carry what the gate owns: the credential, the
+    /// tenant and the identity are removed from them as from the headers (one edit per name,
+    /// only on requests that end with trailers).
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        for name in gate::owned_names(&self.loaded.config).into_iter().flatten() {
+            self.set_http_request_trailer(name, None);
         }
         Action::Continue
     }

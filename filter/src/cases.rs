@@ -26,6 +26,8 @@ pub(crate) struct TestEnv {
     pub peer: Option<std::net::IpAddr>,
     pub now_ns: i64,
     pub clock_reads: u32,
+    /// The request came through the health listener (`"listener": "health"` in a case).
+    pub health_listener: bool,
 }
 
 impl SharedStore for TestEnv {
@@ -44,6 +46,9 @@ impl Env for TestEnv {
     fn now_ns(&mut self) -> i64 {
         self.clock_reads += 1;
         self.now_ns
+    }
+    fn health_listener(&mut self) -> bool {
+        self.health_listener
     }
 }
 
@@ -191,6 +196,7 @@ fn check_case(doc: &Value, case: &Value, lag_s: i64) {
         }
     }
     env.peer = peer_of(req);
+    env.health_listener = req["listener"] == "health";
     let d = decide(&cfg, &mut worker, &headers, recent, &mut env);
     let exp = &case["expect"];
 
@@ -254,6 +260,37 @@ fn check_case(doc: &Value, case: &Value, lag_s: i64) {
                     "{name}: {hn} reached upstream"
                 );
             }
+            // Request trailers, with the names the gate owns removed (as the adapter does).
+            if let Some(list) = req["trailers"].as_array() {
+                let trailers: Vec<(String, String)> = list
+                    .iter()
+                    .map(|t| {
+                        (
+                            t[0].as_str().unwrap().into(),
+                            expand(t[1].as_str().unwrap(), &doc["tokens"]),
+                        )
+                    })
+                    .collect();
+                let owned = gate::owned_names(&cfg);
+                let kept: Vec<(String, String)> = trailers
+                    .iter()
+                    .filter(|(n, _)| !owned.iter().flatten().any(|o| o == n))
+                    .cloned()
+                    .collect();
+                for (tn, tv) in want["trailers"].as_object().unwrap() {
+                    assert_eq!(
+                        header(&kept, tn),
+                        vec![tv.as_str().unwrap()],
+                        "{name}: trailer {tn}"
+                    );
+                }
+                for tn in want["trailers_absent"].as_array().unwrap() {
+                    assert!(
+                        header(&kept, tn.as_str().unwrap()).is_empty(),
+                        "{name}: trailer {tn} reached upstream"
+                    );
+                }
+            }
         }
         (Action::Reply(r), None, Some(want)) => {
             assert_eq!(
@@ -292,6 +329,9 @@ fn check_case(doc: &Value, case: &Value, lag_s: i64) {
             }
             let body = &want["body"];
             match body["encoding"].as_str().unwrap() {
+                "healthz-bare" => {
+                    assert_eq!(r.body, br#"{"status":"ok"}"#, "{name}");
+                }
                 "healthz" => {
                     let v: Value = serde_json::from_slice(&r.body).unwrap();
                     assert_eq!(v["status"], "ok", "{name}");

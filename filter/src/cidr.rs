@@ -51,12 +51,32 @@ impl Cidr {
         }
     }
 
-    fn network(&self) -> IpAddr {
+    /// The network address as text, for the error message: dotted quad, or eight hexadecimal
+    /// groups without `::` compression (core's IPv6 formatting is ~2 KB of the module).
+    fn network(&self) -> String {
         let n = self.network_bits(self.addr);
-        match self.addr {
-            IpAddr::V4(_) => IpAddr::from(u32::try_from(n).unwrap_or(0).to_be_bytes()),
-            IpAddr::V6(_) => IpAddr::from(n.to_be_bytes()),
+        let mut out = String::new();
+        if self.addr.is_ipv4() {
+            for (i, b) in u32::try_from(n)
+                .unwrap_or(0)
+                .to_be_bytes()
+                .iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(&b.to_string());
+            }
+        } else {
+            for i in (0..8).rev() {
+                out.push_str(&format!("{:x}", (n >> (16 * i)) & 0xffff));
+                if i > 0 {
+                    out.push(':');
+                }
+            }
         }
+        out
     }
 }
 
@@ -162,6 +182,11 @@ mod tests {
             Cidr::parse("10.0.0.1/8")
                 .unwrap_err()
                 .contains("10.0.0.0/8")
+        );
+        assert!(
+            Cidr::parse("2001:db8::1/32")
+                .unwrap_err()
+                .contains("did you mean 2001:db8:0:0:0:0:0:0/32?")
         );
     }
 

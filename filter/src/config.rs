@@ -13,8 +13,28 @@ use crate::route::Signal;
 use crate::throttle::Policy;
 use crate::time::{parse_duration, parse_rfc3339};
 
-/// Plaintext tokens shorter than this are refused: they could be guessed.
-pub const MIN_PLAINTEXT_LEN: usize = 16;
+/// Plaintext tokens estimated below this many bits are refused: a failed-auth cooldown spares
+/// valid tokens (README "Security"), so guessing must be hopeless on its own.
+pub const MIN_TOKEN_BITS: u32 = 128;
+
+/// Whether a token is strong enough, or else its estimated bits: its length times log2 of the
+/// number of distinct characters it uses, in eighths of a bit rounded down (a repeated or short
+/// alphabet counts for little; a token from `otlp-gate token new`, 52 characters drawing on 64,
+/// estimates about 250). Integer arithmetic only, in the module too.
+pub fn token_strength(token: &[u8]) -> Result<(), u32> {
+    // A b64token is ASCII and uses at most 67 distinct characters, so distinct^8 fits 64 bits.
+    let seen = token
+        .iter()
+        .fold(0u128, |seen, &b| seen | 1u128.wrapping_shl(u32::from(b)));
+    let distinct = u64::from(seen.count_ones()).min(67);
+    let eighths = u64::from(distinct.max(1).pow(8).ilog2());
+    let bits = token.len() as u64 * eighths / 8;
+    if bits >= u64::from(MIN_TOKEN_BITS) {
+        Ok(())
+    } else {
+        Err(bits as u32)
+    }
+}
 /// Loki and Mimir refuse tenant ids longer than this.
 pub const MAX_TENANT_LEN: usize = 150;
 
@@ -81,6 +101,8 @@ pub struct Config {
     pub failed_auth: Option<Policy>,
     /// Ingress addresses whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// `trusted_proxies` was given, even as `[]` (none, on purpose).
+    trusted_proxies_set: bool,
     /// Tokens expiring within this many seconds are warned about at load and daily.
     pub warn_before_secs: i64,
     /// Hex SHA-256 of the canonical JSON of the configuration: shown by healthz and by
@@ -117,6 +139,11 @@ impl Config {
                 )
             })
             .collect();
+        let judged_by_address =
+            self.failed_auth.is_some() || self.tokens.iter().any(|t| !t.source_cidrs.is_empty());
+        if !self.trusted_proxies_set && judged_by_address {
+            w.push("trusted_proxies is not set: without the PROXY protocol every client looks like the ingress; set it to the ingress's addresses, or [] (README \"Security\")".into());
+        }
         if self.dry_run {
             w.push("top-level mode is dry_run: NOTHING IS ENFORCED, every rejected request is forwarded; set \"mode\": \"enforce\" when done".into());
         }
@@ -303,10 +330,26 @@ fn parse_mode(obj: &Map<String, Value>, path: &str, errs: &mut Errors) -> bool {
     }
 }
 
+/// A JSON number, or a string holding one: Envoy's YAML reading makes every fraction and
+/// exponent, and whole numbers beyond 32 bits, strings (`0.5`, `5000000000`), and proto3's JSON
+/// mapping accepts numbers as strings too. The grammar is JSON's (serde_json reads it), and
+/// a string that is JSON but not a number (`"true"`, `"[1]"`) is not one.
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::String(s) if s.bytes().all(|c| !c.is_ascii_whitespace()) => {
+            // The reader the configuration itself is parsed with: no second JSON parser.
+            serde_json::from_slice::<Value>(s.as_bytes())
+                .ok()
+                .and_then(|n| n.as_f64())
+        }
+        _ => v.as_f64(),
+    }
+}
+
 /// A number of at least `min` (Struct configs carry every number as a double).
 /// (`min` is given as text too: formatting floats would add ~20 KB to the module.)
 fn number(v: &Value, path: &str, min: (f64, &str), errs: &mut Errors) -> Option<f64> {
-    match v.as_f64() {
+    match as_number(v) {
         Some(n) if n.is_finite() && n >= min.0 => Some(n),
         _ => {
             errs.add(path, format!("must be a number >= {}", min.1));
@@ -317,7 +360,7 @@ fn number(v: &Value, path: &str, min: (f64, &str), errs: &mut Errors) -> Option<
 
 /// A whole number in `min..=max`.
 fn integer(v: &Value, path: &str, min: u64, max: u64, errs: &mut Errors) -> Option<u64> {
-    match v.as_f64() {
+    match as_number(v) {
         Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Some(n as u64),
         _ => {
             errs.add(path, format!("must be a whole number from {min} to {max}"));
@@ -646,11 +689,14 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         .filter(|v| !v.is_null())
         .and_then(|v| parse_rate(v, "default_rate", &mut errs));
     let failed_auth = parse_failed_auth(top.get("failed_auth"), &mut errs);
-    let trusted_proxies = top
-        .get("trusted_proxies")
-        .filter(|v| !v.is_null())
-        .map(|v| parse_cidrs(v, "trusted_proxies", &mut errs))
-        .unwrap_or_default();
+    let proxies = top.get("trusted_proxies").filter(|v| !v.is_null());
+    let trusted_proxies_set = proxies.is_some();
+    let trusted_proxies = match proxies {
+        // `[]`: no proxy is trusted, on purpose (and no warning about it).
+        Some(Value::Array(list)) if list.is_empty() => Vec::new(),
+        Some(v) => parse_cidrs(v, "trusted_proxies", &mut errs),
+        None => Vec::new(),
+    };
     let warn_before_secs = top
         .get("warn_before")
         .filter(|v| !v.is_null())
@@ -709,6 +755,7 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         dry_run,
         failed_auth,
         trusted_proxies,
+        trusted_proxies_set,
         warn_before_secs,
         sha256_hex: hex(&digest(canonical.as_bytes())),
         by_digest,
@@ -770,13 +817,13 @@ fn parse_token(
             d
         }
         (None, Some(t)) => {
-            if t.len() < MIN_PLAINTEXT_LEN {
+            if !crate::credentials::is_b64token(t.as_bytes()) {
+                errs.add(p("token"), "must use only letters, digits and -._~+/ (then optional =), so clients can send it as a Bearer token");
+            } else if let Err(bits) = token_strength(t.as_bytes()) {
                 errs.add(
                     p("token"),
-                    format!("is shorter than {MIN_PLAINTEXT_LEN} bytes; use `otlp-gate token new`"),
+                    format!("is too easy to guess: about {bits} bits, {MIN_TOKEN_BITS} needed (README \"Security\"); use `otlp-gate token new`"),
                 );
-            } else if !crate::credentials::is_b64token(t.as_bytes()) {
-                errs.add(p("token"), "must use only letters, digits and -._~+/ (then optional =), so clients can send it as a Bearer token");
             }
             Some(self::digest(t.as_bytes()))
         }
@@ -900,19 +947,24 @@ mod tests {
     #[test]
     fn lookup_is_by_digest() {
         let c = parse(
-            json!({"tokens":[{"id":"p","token":"plaintext-token-0001"}]})
+            json!({"tokens":[{"id":"p","token":"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001"}]})
                 .to_string()
                 .as_bytes(),
         )
         .unwrap();
         assert_eq!(
-            c.find(&digest(b"plaintext-token-0001"))
+            c.find(&digest(b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001"))
                 .map(|(_, t)| t.id.as_str()),
             Some("p")
         );
-        assert!(c.find(&digest(b"plaintext-token-0002")).is_none());
-        assert_eq!(c.warnings().len(), 1);
-        assert!(!c.warnings()[0].contains("plaintext-token-0001"));
+        assert!(
+            c.find(&digest(b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0002"))
+                .is_none()
+        );
+        // Plaintext, and trusted_proxies unset while failed-auth throttling is on.
+        assert_eq!(c.warnings().len(), 2);
+        assert!(c.warnings()[1].starts_with("trusted_proxies is not set"));
+        assert!(!c.warnings()[0].contains("plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001"));
     }
 
     #[test]
@@ -952,7 +1004,7 @@ mod tests {
             ),
             (
                 json!({"tokens": [{"id":"a","token":"short"}]}),
-                &["tokens[0].token: is shorter than 16"],
+                &["tokens[0].token: is too easy to guess: about 11 bits"],
             ),
             (
                 json!({"tokens": [{"id":"a","token":"has spaces in it ok"}]}),
@@ -1073,6 +1125,72 @@ mod tests {
                     "{cfg}: wanted {want:?} in {errs:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn plaintext_tokens_need_128_bits() {
+        // (token, strong, estimate when weak): length x log2(distinct characters).
+        let table: &[(&str, Option<u32>)] = &[
+            ("short", Some(11)),
+            (
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                Some(0),
+            ),
+            ("plaintext-allowed-but-warned", Some(108)),
+            ("abcdefghijklmnop", Some(64)),
+            // 32 hex digits, all 16 used: exactly 2^128.
+            ("0123456789abcdef0123456789abcdef", None),
+            ("0123456789abcde00123456789abcde0", Some(124)),
+            ("plain-Qx7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs0", None),
+        ];
+        for (token, weak) in table {
+            assert_eq!(token_strength(token.as_bytes()).err(), *weak, "{token}");
+        }
+        let errs =
+            errors_of(json!({"tokens": [{"id":"a","token":"plaintext-allowed-but-warned"}]}));
+        assert_eq!(
+            errs,
+            vec![
+                "tokens[0].token: is too easy to guess: about 108 bits, 128 needed (README \"Security\"); use `otlp-gate token new`"
+            ]
+        );
+        // `[]` trusts no proxy on purpose: no warning about it.
+        let none = parse(br#"{"trusted_proxies": [], "tokens": []}"#).unwrap();
+        assert!(none.trusted_proxies.is_empty() && none.warnings().is_empty());
+        let unset = parse(br#"{"failed_auth": {"enabled": false}, "tokens": []}"#).unwrap();
+        assert!(unset.warnings().is_empty(), "nothing is judged by address");
+    }
+
+    #[test]
+    fn numbers_may_be_strings_as_envoy_makes_them() {
+        let c = parse(br#"{"default_rate": {"requests_per_second": "0.5", "bytes_per_second": "5000000000"}, "failed_auth": {"max_failures": "7"}, "tokens": []}"#).unwrap();
+        let rate = c.tokens.first().and_then(|t| t.rate);
+        assert!(rate.is_none());
+        let d = parse(br#"{"default_rate": {"requests_per_second": 0.5, "bytes_per_second": 5000000000}, "failed_auth": {"max_failures": 7}, "tokens": []}"#).unwrap();
+        assert_ne!(
+            c.sha256_hex, d.sha256_hex,
+            "the hash is over what was written"
+        );
+        assert_eq!(c.failed_auth.map(|p| p.max_failures), Some(7));
+        for bad in [
+            r#""0x10""#,
+            r#"" 5""#,
+            r#"".5""#,
+            r#""1e400""#,
+            r#""NaN""#,
+            r#""five""#,
+        ] {
+            let errs = errors_of(
+                serde_json::from_str(&format!(
+                    r#"{{"default_rate": {{"requests_per_second": {bad}}}, "tokens": []}}"#
+                ))
+                .unwrap(),
+            );
+            assert!(
+                errs.iter().any(|e| e.contains("must be a number")),
+                "{bad}: {errs:?}"
+            );
         }
     }
 

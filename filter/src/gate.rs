@@ -31,7 +31,17 @@ pub trait Env: SharedStore {
     /// The host clock now, in nanoseconds since the Unix epoch. Each reading is a hostcall,
     /// so `decide` asks only when the recent reading it was given cannot settle a check.
     fn now_ns(&mut self) -> i64;
+    /// Whether the request came through the health listener, whose filter chain is named
+    /// [`HEALTH_CHAIN`] (asked only for healthz).
+    fn health_listener(&mut self) -> bool;
 }
+
+/// The name of the filter chain whose healthz answers carry the configuration's generation,
+/// hash and token count: the loopback-only listener Envoy's probe listener forwards
+/// `/healthz` to (envoy/envoy.yaml). A filter chain name is set by the bootstrap and read from
+/// the connection (`xds.filter_chain_name`), so no client can claim it; through the ingress,
+/// healthz answers only `{"status":"ok"}`.
+pub const HEALTH_CHAIN: &str = "otlp-gate-health";
 
 /// A token's validity boundary (`not_before`, `expires_at`) less than this ahead of the recent
 /// clock reading is checked against the exact clock. The adapter refreshes the recent reading
@@ -203,9 +213,13 @@ where
         Route::Http {
             signal,
             upstream_path,
-        } => (signal, Some(upstream_path)),
+        } if scan.otlp_http_media => (signal, Some(upstream_path)),
+        Route::Http { signal, .. } | Route::UnsupportedMediaType { signal } => {
+            let refusal = Refusal::UnsupportedMediaType;
+            return refuse(cfg, worker, scan.encoding, refusal, Some(signal), None);
+        }
         Route::Grpc { signal } => (signal, None),
-        Route::Healthz => return healthz(cfg, generation),
+        Route::Healthz => return healthz(cfg, generation, env.health_listener()),
         Route::MethodNotAllowed { signal, allow } => {
             let refusal = Refusal::MethodNotAllowed(allow);
             return refuse(cfg, worker, scan.encoding, refusal, signal, None);
@@ -263,6 +277,8 @@ struct Scan<'h> {
     method: &'h [u8],
     path: &'h [u8],
     encoding: Encoding,
+    /// The content type is one OTLP/HTTP defines (`route::classify`).
+    otlp_http_media: bool,
     credentials: credentials::Found<'h>,
     /// The client sent the tenant or the identity header (which it must not set itself).
     has_tenant: bool,
@@ -307,10 +323,12 @@ where
             has_identity |= same(name, &cfg.identity_header);
         }
     }
+    let (encoding, otlp_http_media) = route::classify(content_type);
     Scan {
         method,
         path,
-        encoding: Encoding::from_content_type(content_type),
+        encoding,
+        otlp_http_media,
         credentials,
         has_tenant,
         has_identity,
@@ -335,13 +353,14 @@ fn route_request(cfg: &Config, scan: &Scan) -> Route {
     )
 }
 
-/// The answer to `GET {prefix}/healthz` (not counted).
-fn healthz<'c>(cfg: &Config, generation: u64) -> Decision<'c> {
+/// The answer to `GET {prefix}/healthz` (not counted): in detail on the health listener only.
+fn healthz<'c>(cfg: &Config, generation: u64, detail: bool) -> Decision<'c> {
     Decision {
         action: Action::Reply(Rc::new(reply::healthz(
             generation,
             &cfg.sha256_hex,
             cfg.tokens.len(),
+            detail,
         ))),
         verdict: Verdict::Uncounted,
         signal: None,
@@ -547,6 +566,20 @@ fn refuse<'c>(
     }
 }
 
+/// The request header names the gate owns, which it therefore also removes from a request's
+/// trailers (HTTP/2 and gRPC requests may end with trailers, which Envoy forwards): the
+/// credential headers, the tenant and the identity header. Otherwise a client could send a
+/// tenant of its choosing, or a credential, past the gate in a trailer. (Removing a name the
+/// trailers do not carry changes nothing: no need to read them first.)
+pub fn owned_names(cfg: &Config) -> [Option<&str>; 4] {
+    [
+        Some("authorization"),
+        cfg.api_key_header.as_deref(),
+        Some(cfg.tenant_header.as_str()),
+        Some(cfg.identity_header.as_str()),
+    ]
+}
+
 /// The declared body length (`content-length`), if it is a plain decimal number (Envoy
 /// refuses others). Looked up only under a byte limit: most requests never pay for it.
 pub fn declared_length<'h>(headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) -> Option<u64> {
@@ -647,10 +680,10 @@ mod tests {
 
     fn clock_config() -> Config {
         let json = r#"{"tokens": [
-            {"id": "windowed", "token": "windowed-token-0123456789",
+            {"id": "windowed", "token": "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
              "not_before": "2026-01-01T00:00:00Z", "expires_at": "2027-01-01T00:00:00Z"},
-            {"id": "open", "token": "open-token-0123456789abc"},
-            {"id": "limited", "token": "limited-token-0123456789",
+            {"id": "open", "token": "open-Oq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs"},
+            {"id": "limited", "token": "limited-Lq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
              "rate": {"requests_per_second": 5, "burst": 5}}
         ]}"#;
         crate::config::parse(json.as_bytes()).unwrap()
@@ -688,9 +721,15 @@ mod tests {
         let m = CLOCK_MARGIN_S;
         // (token, recent reading, exact clock, outcome, exact readings)
         let table = [
-            ("open-token-0123456789abc", EXPIRES, EXPIRES, Accepted, 0),
             (
-                "windowed-token-0123456789",
+                "open-Oq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs",
+                EXPIRES,
+                EXPIRES,
+                Accepted,
+                0,
+            ),
+            (
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 EXPIRES - m - 1,
                 EXPIRES - m,
                 Accepted,
@@ -698,21 +737,21 @@ mod tests {
             ),
             // A boundary within the margin ahead of the recent reading: the exact clock decides.
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 EXPIRES - m,
                 EXPIRES - 1,
                 Accepted,
                 1,
             ),
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 EXPIRES - 1,
                 EXPIRES,
                 Expired,
                 1,
             ),
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 EXPIRES - 30,
                 EXPIRES + 5,
                 Expired,
@@ -720,42 +759,48 @@ mod tests {
             ),
             // At or past a boundary by the recent reading: reached, no reading needed.
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 EXPIRES,
                 EXPIRES + 1,
                 Expired,
                 0,
             ),
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 NOT_BEFORE,
                 NOT_BEFORE,
                 Accepted,
                 0,
             ),
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 NOT_BEFORE - m - 1,
                 NOT_BEFORE - m,
                 Expired,
                 0,
             ),
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 NOT_BEFORE - 10,
                 NOT_BEFORE - 1,
                 Expired,
                 1,
             ),
             (
-                "windowed-token-0123456789",
+                "windowed-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
                 NOT_BEFORE - 10,
                 NOT_BEFORE,
                 Accepted,
                 1,
             ),
             // Rate buckets always use the exact clock, read once per decision.
-            ("limited-token-0123456789", EXPIRES, EXPIRES, Accepted, 1),
+            (
+                "limited-Lq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5",
+                EXPIRES,
+                EXPIRES,
+                Accepted,
+                1,
+            ),
         ];
         for (i, (token, recent, exact, outcome, reads)) in table.into_iter().enumerate() {
             assert_eq!(run(token, recent, exact), (outcome, reads), "row {i}");

@@ -2,6 +2,7 @@
 //! runs, and creates tokens so that only their digests ever reach a config file. The token
 //! commands (`tokencmd`) edit token files in place; this file dispatches and runs `check`.
 
+mod envoy_yaml;
 mod httpget;
 mod report;
 mod tokencmd;
@@ -135,6 +136,8 @@ fn hash(input: &[u8]) -> Result<String, Failure> {
 struct Found {
     location: String,
     raw: Vec<u8>,
+    /// What Envoy's YAML reading did to its values (paths relative to the configuration).
+    notes: Vec<envoy_yaml::Note>,
 }
 
 fn check(file: &str, text: &[u8]) -> Result<String, Failure> {
@@ -142,16 +145,30 @@ fn check(file: &str, text: &[u8]) -> Result<String, Failure> {
     let mut out = String::new();
     let mut failed = String::new();
     for f in found {
+        let note = |n: &envoy_yaml::Note| format!("line {}: {}", n.line, n.message);
         match config::parse(&f.raw) {
-            Ok(cfg) => out.push_str(&summary(&f.location, &cfg)),
+            Ok(cfg) => {
+                out.push_str(&summary(&f.location, &cfg));
+                for n in f.notes.iter().filter(|n| n.warn) {
+                    out.push_str(&format!("  warning: {}: {}\n", n.path, note(n)));
+                }
+            }
             Err(errors) => {
                 failed.push_str(&format!(
                     "{}: INVALID ({} problem(s))\n",
                     f.location,
                     errors.len()
                 ));
-                for e in errors {
+                for e in &errors {
                     failed.push_str(&format!("  {e}\n"));
+                    for n in f.notes.iter().filter(|n| n.path == e.path) {
+                        failed.push_str(&format!("    ({})\n", note(n)));
+                    }
+                }
+                for n in f.notes.iter().filter(|n| n.warn) {
+                    if !errors.iter().any(|e| e.path == n.path) {
+                        failed.push_str(&format!("  warning: {}: {}\n", n.path, note(n)));
+                    }
                 }
             }
         }
@@ -165,16 +182,25 @@ fn check(file: &str, text: &[u8]) -> Result<String, Failure> {
 
 /// Finds the plugin configuration(s): a plain config object, or ECDS `resources[]` whose
 /// `typed_config.config.configuration` is a `Struct` (`value:` object) or `StringValue`.
+/// A `.yaml`/`.yml` file, and any file that is not JSON, is read as Envoy reads YAML
+/// (`envoy_yaml`); other JSON files as JSON, as Envoy and the filter read those.
 fn extract_configs(file: &str, text: &[u8]) -> Result<Vec<Found>, Failure> {
-    let doc: Value = match serde_json::from_slice(text) {
-        Ok(v) => v,
-        Err(_) => serde_yaml::from_slice(text)
-            .map_err(|e| Failure::Invalid(format!("{file}: neither JSON nor YAML: {e}\n")))?,
+    let yaml = file.ends_with(".yaml") || file.ends_with(".yml");
+    let (doc, notes) = match serde_json::from_slice::<Value>(text) {
+        Ok(v) if !yaml => (v, Vec::new()),
+        _ => {
+            let reading = std::str::from_utf8(text)
+                .map_err(|_| "not UTF-8 text".to_owned())
+                .and_then(envoy_yaml::read)
+                .map_err(|e| Failure::Invalid(format!("{file}: neither JSON nor YAML: {e}\n")))?;
+            (reading.doc, reading.notes)
+        }
     };
     if doc.get("tokens").is_some() || doc.get("resources").is_none() {
         return Ok(vec![Found {
             location: file.into(),
             raw: serde_json::to_vec(&doc).unwrap_or_default(),
+            notes: envoy_yaml::notes_under(&notes, ""),
         }]);
     }
     let resources = doc["resources"]
@@ -203,7 +229,12 @@ fn extract_configs(file: &str, text: &[u8]) -> Result<Vec<Found>, Failure> {
                 )));
             }
         };
-        found.push(Found { location: loc, raw });
+        let value_path = format!("resources[{i}].typed_config.config.configuration.value");
+        found.push(Found {
+            location: loc,
+            raw,
+            notes: envoy_yaml::notes_under(&notes, &value_path),
+        });
     }
     if found.is_empty() {
         return Err(Failure::Invalid(format!("{file}: resources: is empty\n")));
@@ -367,9 +398,9 @@ mod tests {
 
     #[test]
     fn check_reads_plain_and_ecds() {
-        let plain = br#"{"tokens":[{"id":"a","token":"abcdefghijklmnop","tenant":"t"}]}"#;
+        let plain = br#"{"tokens":[{"id":"a","token":"plain-Qx7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs0","tenant":"t"}]}"#;
         assert!(check("c.json", plain).unwrap().contains("OK: 1 token(s)"));
-        let ecds = "version_info: '1'\nresources:\n- '@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: otlp-gate\n  typed_config:\n    '@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n    config:\n      configuration:\n        '@type': type.googleapis.com/google.protobuf.Struct\n        value:\n          tokens:\n          - id: a\n            sha256: 0000000000000000000000000000000000000000000000000000000000000001\n            tenant: team-a\n            expires_at: 2027-01-01T00:00:00Z\n";
+        let ecds = "version_info: '1'\nresources:\n- '@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: otlp-gate\n  typed_config:\n    '@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n    config:\n      configuration:\n        '@type': type.googleapis.com/google.protobuf.Struct\n        value:\n          tokens:\n          - id: a\n            sha256: '0000000000000000000000000000000000000000000000000000000000000001'\n            tenant: team-a\n            expires_at: 2027-01-01T00:00:00Z\n";
         let out = check("f.yaml", ecds.as_bytes()).unwrap();
         assert!(
             out.contains("resources[0].typed_config.config.configuration: OK"),
@@ -394,6 +425,32 @@ mod tests {
         let out = check("f.yaml", expired.as_bytes()).unwrap();
         assert!(
             out.contains("warning: token \"a\" expired at 2020-01-01T00:00:00Z"),
+            "{out}"
+        );
+        // Read as Envoy reads YAML: unquoted, an all-digit digest is an octal number to Envoy.
+        let Failure::Invalid(msg) = check(
+            "f.yaml",
+            ecds.replace("'0000", "0000")
+                .replace("01'", "01")
+                .as_bytes(),
+        )
+        .unwrap_err() else {
+            panic!()
+        };
+        assert!(
+            msg.contains("tokens[0].sha256: must be a string, not a number")
+                && msg.contains("(line 13: `0000")
+                && msg.contains("quote it"),
+            "{msg}"
+        );
+        let yes = ecds.replace(
+            "tenant: team-a",
+            "tenant: team-a\n            disabled: Yes",
+        );
+        let out = check("f.yaml", yes.as_bytes()).unwrap();
+        assert!(
+            out.contains("OK: 1 token(s), 1 disabled")
+                && out.contains("warning: tokens[0].disabled: line 15: `Yes` is read by Envoy as the boolean true"),
             "{out}"
         );
         let string_value = ecds.replace("google.protobuf.Struct", "google.protobuf.StringValue");

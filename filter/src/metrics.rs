@@ -16,6 +16,8 @@ pub enum Outcome {
     ForbiddenSignal,
     NotFound,
     MethodNotAllowed,
+    /// A content type OTLP does not define for the endpoint (415).
+    UnsupportedMediaType,
     /// The token is over its rate limit (429).
     RateLimited,
     /// The client address is in a failed-auth cooldown (429).
@@ -27,7 +29,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Accepted,
         Outcome::Missing,
         Outcome::Malformed,
@@ -37,6 +39,7 @@ impl Outcome {
         Outcome::ForbiddenSignal,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::UnsupportedMediaType,
         Outcome::RateLimited,
         Outcome::AuthThrottled,
         Outcome::ForbiddenSource,
@@ -54,6 +57,7 @@ impl Outcome {
             Outcome::ForbiddenSignal => "forbidden_signal",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
             Outcome::RateLimited => "rate_limited",
             Outcome::AuthThrottled => "auth_throttled",
             Outcome::ForbiddenSource => "forbidden_source",

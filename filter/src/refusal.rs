@@ -24,6 +24,9 @@ pub enum Refusal {
     NotFound,
     /// An OTLP endpoint asked with another method: 405 with `Allow`.
     MethodNotAllowed(&'static str),
+    /// An OTLP endpoint sent a content type OTLP does not define for it (gRPC-Web, text, none,
+    /// or a gRPC one on an OTLP/HTTP path...): 415, as OTLP/HTTP servers answer.
+    UnsupportedMediaType,
     /// No credential: 401 with a bare challenge (RFC 6750 §3.1: no error code).
     Missing,
     /// An Authorization scheme the gate does not accept (says which): no authentication
@@ -55,6 +58,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => Outcome::NotFound,
             Refusal::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
+            Refusal::UnsupportedMediaType => Outcome::UnsupportedMediaType,
             Refusal::Missing | Refusal::Unsupported(_) => Outcome::Missing,
             Refusal::Malformed(_) => Outcome::Malformed,
             Refusal::Unknown => Outcome::Unknown,
@@ -87,6 +91,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => "not an OTLP path",
             Refusal::MethodNotAllowed(_) => "method not allowed",
+            Refusal::UnsupportedMediaType => "unsupported media type",
             Refusal::Missing => "no credentials",
             Refusal::Unsupported(why) | Refusal::Malformed(why) => why,
             Refusal::Unknown => "unknown token",
@@ -107,6 +112,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => "otlp_gate.not_found",
             Refusal::MethodNotAllowed(_) => "otlp_gate.method_not_allowed",
+            Refusal::UnsupportedMediaType => "otlp_gate.unsupported_media_type",
             Refusal::Missing => "otlp_gate.missing",
             Refusal::Unsupported(_) => "otlp_gate.unsupported_scheme",
             Refusal::Malformed(_) => "otlp_gate.malformed",
@@ -128,6 +134,9 @@ impl Refusal {
                 "not found: OTLP/HTTP endpoints are POST <prefix>/v1/{logs,metrics,traces}".into()
             }
             Refusal::MethodNotAllowed(allow) => format!("method not allowed: use {allow}"),
+            Refusal::UnsupportedMediaType => {
+                "unsupported media type: use application/x-protobuf or application/json".into()
+            }
             Refusal::Missing => "missing credentials: send Authorization: Bearer <token>".into(),
             Refusal::Unsupported(why) => format!("{why}: send Authorization: Bearer <token>"),
             Refusal::Malformed(why) => format!("invalid request: {why}"),
@@ -150,6 +159,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => (404, GrpcCode::Unimplemented),
             Refusal::MethodNotAllowed(_) => (405, GrpcCode::Unimplemented),
+            Refusal::UnsupportedMediaType => (415, GrpcCode::InvalidArgument),
             Refusal::Malformed(_) => (400, GrpcCode::InvalidArgument),
             Refusal::Missing
             | Refusal::Unsupported(_)
@@ -185,6 +195,7 @@ impl Refusal {
             )),
             Refusal::NotFound
             | Refusal::MethodNotAllowed(_)
+            | Refusal::UnsupportedMediaType
             | Refusal::RateLimited { .. }
             | Refusal::AuthThrottled { .. } => None,
         }
@@ -206,9 +217,10 @@ mod tests {
     use super::*;
 
     /// Every kind of refusal once.
-    const ALL: [Refusal; 13] = [
+    const ALL: [Refusal; 14] = [
         Refusal::NotFound,
         Refusal::MethodNotAllowed("POST"),
+        Refusal::UnsupportedMediaType,
         Refusal::Missing,
         Refusal::Unsupported("unsupported Authorization scheme"),
         Refusal::Malformed("empty Authorization header"),
@@ -228,6 +240,12 @@ mod tests {
         let table = [
             ("not_found", "not an OTLP path", 404, false),
             ("method_not_allowed", "method not allowed", 405, false),
+            (
+                "unsupported_media_type",
+                "unsupported media type",
+                415,
+                false,
+            ),
             ("missing", "no credentials", 401, true),
             ("missing", "unsupported Authorization scheme", 401, true),
             ("malformed", "empty Authorization header", 400, true),

@@ -209,11 +209,17 @@ fn json_status(s: &RpcStatus, retry: Option<u64>) -> Vec<u8> {
 }
 
 /// `GET {prefix}/healthz`: proves a valid config is loaded, without revealing anything secret.
-pub fn healthz(generation: u64, config_sha256: &str, tokens: usize) -> Reply {
+/// `detail` only on the health listener (see `gate::HEALTH_CHAIN`); anyone else who reaches
+/// healthz (through the ingress) learns only that a configuration is loaded.
+pub fn healthz(generation: u64, config_sha256: &str, tokens: usize, detail: bool) -> Reply {
     // `config_sha256` is hex: nothing to escape.
-    let body = format!(
-        r#"{{"status":"ok","generation":{generation},"config_sha256":"{config_sha256}","tokens":{tokens}}}"#
-    );
+    let body = if detail {
+        format!(
+            r#"{{"status":"ok","generation":{generation},"config_sha256":"{config_sha256}","tokens":{tokens}}}"#
+        )
+    } else {
+        r#"{"status":"ok"}"#.to_owned()
+    };
     Reply::new(
         200,
         vec![
@@ -362,11 +368,12 @@ mod tests {
 
     #[test]
     fn healthz_has_no_secrets() {
-        let r = healthz(3, "ab", 2);
+        let r = healthz(3, "ab", 2, true);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"status":"ok","generation":3,"config_sha256":"ab","tokens":2})
         );
+        assert_eq!(healthz(3, "ab", 2, false).body, br#"{"status":"ok"}"#);
     }
 }

@@ -69,30 +69,55 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// gRPC exactly when Envoy judges the request gRPC (`Grpc::Common::hasGrpcContentType`):
+    /// `application/grpc`, byte for byte, alone or followed by `+`. `application/grpc-web`,
+    /// `APPLICATION/GRPC` or `application/grpc;charset=utf-8` are not (checked against Envoy
+    /// 1.40 by tests/e2e/test_content_types.py): Envoy would not send a gRPC reply for them.
     pub fn from_content_type(content_type: Option<&[u8]>) -> Encoding {
-        let Some(ct) = content_type else {
-            return Encoding::Json;
-        };
-        // What exporters send, byte for byte: decided without case folding.
-        match ct {
-            b"application/x-protobuf" => return Encoding::Protobuf,
-            b"application/grpc" | b"application/grpc+proto" => return Encoding::Grpc,
-            b"application/json" => return Encoding::Json,
-            _ => {}
-        }
-        let media = ct
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        if media.len() >= 16 && media[..16].eq_ignore_ascii_case(b"application/grpc") {
-            Encoding::Grpc
-        } else if media.eq_ignore_ascii_case(b"application/x-protobuf") {
-            Encoding::Protobuf
-        } else {
-            Encoding::Json
-        }
+        classify(content_type).0
     }
+}
+
+/// The reply encoding, and whether the content type is one OTLP/HTTP defines
+/// (`application/x-protobuf` or `application/json`, in any case, with any parameters, as the
+/// Collector's receiver reads it). What exporters send is decided byte for byte, first.
+pub fn classify(content_type: Option<&[u8]>) -> (Encoding, bool) {
+    let Some(ct) = content_type else {
+        return (Encoding::Json, false);
+    };
+    match ct {
+        b"application/x-protobuf" => return (Encoding::Protobuf, true),
+        b"application/grpc" | b"application/grpc+proto" => return (Encoding::Grpc, false),
+        b"application/json" => return (Encoding::Json, true),
+        _ => {}
+    }
+    if let Some(rest) = ct.strip_prefix(b"application/grpc")
+        && matches!(rest.first(), None | Some(b'+'))
+    {
+        return (Encoding::Grpc, false);
+    }
+    let media = media_type(ct);
+    if media.eq_ignore_ascii_case(b"application/x-protobuf") {
+        (Encoding::Protobuf, true)
+    } else {
+        (
+            Encoding::Json,
+            media.eq_ignore_ascii_case(b"application/json"),
+        )
+    }
+}
+
+/// The media type of a content type: before any parameters, without surrounding white space.
+fn media_type(ct: &[u8]) -> &[u8] {
+    ct.split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// Whether the content type is one OTLP/HTTP defines (see [`classify`]).
+pub fn otlp_http_media(content_type: Option<&[u8]>) -> bool {
+    classify(content_type).1
 }
 
 /// What the path and method ask for.
@@ -107,6 +132,8 @@ pub enum Route {
     Grpc { signal: Signal },
     /// `GET {prefix}/healthz`.
     Healthz,
+    /// An OTLP/gRPC export posted with a content type that is not gRPC (415).
+    UnsupportedMediaType { signal: Signal },
     /// An OTLP path with the wrong method (405 `Allow: POST`, or gRPC UNIMPLEMENTED).
     MethodNotAllowed {
         signal: Option<Signal>,
@@ -164,7 +191,13 @@ pub fn route(prefix: &str, method: &str, path: &str, grpc: bool) -> Route {
     // gRPC service paths carry no query string; a non-gRPC client on a gRPC path is not OTLP.
     if let Some(signal) = Signal::ALL.into_iter().find(|s| s.grpc_path() == path) {
         if !grpc {
-            return Route::NotFound;
+            // A gRPC-Web (or any other) client posting to a gRPC method: a media type OTLP
+            // does not define here. Anything else is not an OTLP request at all.
+            return if method == "POST" {
+                Route::UnsupportedMediaType { signal }
+            } else {
+                Route::NotFound
+            };
         }
         return if method == "POST" {
             Route::Grpc { signal }
@@ -272,6 +305,12 @@ mod tests {
                 "POST",
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                 false,
+                Route::UnsupportedMediaType { signal: Traces },
+            ),
+            (
+                "GET",
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                false,
                 Route::NotFound,
             ),
             (
@@ -346,13 +385,43 @@ mod tests {
             ),
             (Some(b"application/grpc"), Encoding::Grpc),
             (Some(b"application/grpc+proto"), Encoding::Grpc),
-            (Some(b"APPLICATION/GRPC"), Encoding::Grpc),
+            (
+                Some(b"application/grpc+proto;charset=utf-8"),
+                Encoding::Grpc,
+            ),
+            (Some(b"application/grpc+json"), Encoding::Grpc),
+            // Not gRPC to Envoy: replies to these are HTTP.
+            (Some(b"APPLICATION/GRPC"), Encoding::Json),
+            (Some(b"application/grpc;charset=utf-8"), Encoding::Json),
+            (Some(b"application/grpc-web"), Encoding::Json),
+            (Some(b"application/grpc-web+proto"), Encoding::Json),
+            (Some(b"application/grpcx"), Encoding::Json),
+            (Some(b" application/grpc"), Encoding::Json),
             (Some(b"text/plain"), Encoding::Json),
             (Some(b"application/grp"), Encoding::Json),
             (Some(b"\xff\xfe"), Encoding::Json),
         ];
         for (ct, want) in cases {
             assert_eq!(Encoding::from_content_type(*ct), *want, "{ct:?}");
+        }
+    }
+
+    #[test]
+    fn otlp_http_media_types() {
+        for (ct, want) in [
+            (None, false),
+            (Some(&b"application/x-protobuf"[..]), true),
+            (Some(b"application/json"), true),
+            (Some(b"Application/JSON; charset=utf-8"), true),
+            (Some(b" application/x-protobuf ; a=b"), true),
+            (Some(b""), false),
+            (Some(b"application/protobuf"), false),
+            (Some(b"application/grpc"), false),
+            (Some(b"application/grpc-web+proto"), false),
+            (Some(b"text/plain"), false),
+            (Some(b"application/jsonx"), false),
+        ] {
+            assert_eq!(otlp_http_media(ct), want, "{ct:?}");
         }
     }
 }

@@ -17,7 +17,7 @@ use otlp_gate::time::{format_rfc3339, parse_duration};
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
-use crate::tokenfile::TokenFile;
+use crate::tokenfile::{self, TokenFile};
 
 /// Prefix of generated tokens: lets secret scanners recognise a leaked otlp-gate token.
 pub const TOKEN_PREFIX: &str = "otlpgate_";
@@ -219,14 +219,24 @@ fn list_flag(values: impl Iterator<Item = impl AsRef<str>>) -> Vec<Value> {
     out
 }
 
-/// A fresh token: 256 random bits, base64url, with the scanner-friendly prefix.
+/// A fresh token: 256 random bits, base64url, with the scanner-friendly prefix. It always
+/// passes the filter's own strength rule (`config::token_strength`, 128 bits); a draw that did
+/// not (it would need nearly every character the same) is drawn again.
 fn generate() -> Result<String, Failure> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| Failure::Invalid(format!("no randomness available: {e}\n")))?;
-    Ok(format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    for _ in 0..8 {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| Failure::Invalid(format!("no randomness available: {e}\n")))?;
+        let token = format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        );
+        if config::token_strength(token.as_bytes()).is_ok() {
+            return Ok(token);
+        }
+    }
+    Err(Failure::Invalid(
+        "token new: the system's randomness keeps producing weak tokens\n".into(),
     ))
 }
 
@@ -449,8 +459,13 @@ fn commit(l: &Loaded, text: &str, expected: &Value) -> Result<String, Failure> {
         .and_then(|found| found.into_iter().next())
         .and_then(|f| config::parse(&f.raw).ok())
         .map(|c| c.sha256_hex);
-    let want = config::parse(expected.to_string().as_bytes())
+    // The intended configuration as Envoy reads it from this file: the edit writes values as
+    // `tokenfile::flow` does, and in a YAML file Envoy reads an unquoted `0.5` or `5000000000`
+    // as a string (`envoy_yaml`), so `expected` is read back the same way before comparing.
+    let want = crate::extract_configs(file, tokenfile::flow(expected).as_bytes())
         .ok()
+        .and_then(|found| found.into_iter().next())
+        .and_then(|f| config::parse(&f.raw).ok())
         .map(|c| c.sha256_hex);
     if got.is_none() || got != want {
         return Err(Failure::Invalid(format!(
@@ -865,6 +880,25 @@ mod tests {
     }
 
     #[test]
+    fn new_tokens_are_never_weak() {
+        let mut least = u32::MAX;
+        for _ in 0..10_000 {
+            let token = generate().unwrap();
+            assert!(config::token_strength(token.as_bytes()).is_ok());
+            assert_eq!(token.len(), TOKEN_PREFIX.len() + 43);
+            let mut seen = [false; 256];
+            token.bytes().for_each(|b| seen[usize::from(b)] = true);
+            let distinct = seen.iter().filter(|&&s| s).count() as u32;
+            // length x floor(log2(distinct)): a lower bound of the estimate.
+            least = least.min(token.len() as u32 * distinct.ilog2());
+        }
+        assert!(
+            least >= 208,
+            "weakest of 10,000 estimated below {least} bits"
+        );
+    }
+
+    #[test]
     fn add_prints_the_token_alone_and_stores_only_its_digest() {
         let file = file_with("otlp-gate.yaml", FIXTURES[0].1);
         let done = cmd(
@@ -891,6 +925,32 @@ mod tests {
         assert_eq!(t[2].0, "team-c");
         assert_eq!(t[2].2, Some(NOW + 30 * 86_400));
         assert_eq!(t[2].3, config::hex(&config::digest(token.as_bytes())));
+    }
+
+    #[test]
+    fn rates_envoy_reads_as_strings_are_written_and_verified() {
+        // Envoy 1.40 reads a YAML fraction, and a whole number beyond 32 bits, as a string;
+        // the edit must still be recognised as exactly the intended one.
+        for (name, text) in [FIXTURES[0], FIXTURES[8]] {
+            let file = file_with(name, text);
+            for (id, rate) in [("r1", "0.5"), ("r2", "rps=10,bps=5000000000,burst=3")] {
+                cmd("add", &[&file, "--id", id, "--tenant", "t", "--rate", rate])
+                    .unwrap_or_else(|e| panic!("{name} --rate {rate}: {e}"));
+            }
+            let rotated = cmd("rotate", &[&file, "--id", "r1", "--new-id", "r1b"]);
+            rotated.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let bytes = fs::read(&file).unwrap();
+            let found = crate::extract_configs(&file, &bytes).ok().unwrap();
+            let cfg = config::parse(&found[0].raw).unwrap();
+            let rate = |id: &str| {
+                let t = cfg.tokens.iter().find(|t| t.id == id).unwrap();
+                t.rate
+                    .map(|r| (r.requests_per_second, r.bytes_per_second, r.burst))
+            };
+            assert_eq!(rate("r1"), Some((Some(0.5), None, 1.0)), "{name}");
+            assert_eq!(rate("r1b"), rate("r1"), "{name}");
+            assert_eq!(rate("r2"), Some((Some(10.0), Some(5e9), 3.0)), "{name}");
+        }
     }
 
     #[test]
@@ -1326,9 +1386,12 @@ mod tests {
                 let in_target = |r: &str| target.as_ref().is_some_and(|t| r.contains(t.as_str()));
                 match &op {
                     Op::Add { .. } | Op::Rotate(_) => {
-                        // Nothing removed but an empty `tokens: []` and an expiry being shortened.
+                        // Nothing removed but the line of a list written on one line (an empty
+                        // `tokens: []`, or the JSON `[{…}]` an empty list became, which the new
+                        // entry joins) and an expiry being shortened.
+                        let one_line_list = |r: &str| r.contains("tokens") && r.contains('[') && r.contains(']');
                         for r in &removed {
-                            prop_assert!(r.contains("[]") || (matches!(op, Op::Rotate(_)) && (r.contains("expires_at") || in_target(r))), "{:?}: removed {:?}", op, r);
+                            prop_assert!(one_line_list(r) || (matches!(op, Op::Rotate(_)) && (r.contains("expires_at") || in_target(r))), "{:?}: removed {:?}", op, r);
                         }
                         prop_assert!(removed.len() <= 1, "{:?}: removed {:?}", op, removed);
                     }

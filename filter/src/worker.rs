@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn lookup_remembers_what_it_found_and_what_it_refused() {
         let cfg = crate::config::parse(
-            json!({"tokens":[{"id":"p","token":"plaintext-token-0001"}]})
+            json!({"tokens":[{"id":"p","token":"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001"}]})
                 .to_string()
                 .as_bytes(),
         )
@@ -80,11 +80,14 @@ mod tests {
         // The same answers twice (the second time from memory).
         for _ in 0..2 {
             assert_eq!(
-                w.lookup(&cfg, b"plaintext-token-0001")
+                w.lookup(&cfg, b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001")
                     .map(|(i, t)| (i, t.id.as_str())),
                 Some((0, "p"))
             );
-            assert!(w.lookup(&cfg, b"plaintext-token-0002").is_none());
+            assert!(
+                w.lookup(&cfg, b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0002")
+                    .is_none()
+            );
         }
         assert_eq!(
             w.accepted.len(),
@@ -101,25 +104,34 @@ mod tests {
     #[test]
     fn a_new_configuration_starts_with_an_empty_worker() {
         let old = crate::config::parse(
-            json!({"tokens":[{"id":"p","token":"plaintext-token-0001"}]})
+            json!({"tokens":[{"id":"p","token":"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001"}]})
                 .to_string()
                 .as_bytes(),
         )
         .unwrap();
         let mut w = Worker::new(&old);
-        assert!(w.lookup(&old, b"plaintext-token-0001").is_some());
-        assert!(w.lookup(&old, b"plaintext-token-0002").is_none());
+        assert!(
+            w.lookup(&old, b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001")
+                .is_some()
+        );
+        assert!(
+            w.lookup(&old, b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0002")
+                .is_none()
+        );
         // The reload removes the first token and adds the second.
         let new = crate::config::parse(
-            json!({"tokens":[{"id":"q","token":"plaintext-token-0002"}]})
+            json!({"tokens":[{"id":"q","token":"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0002"}]})
                 .to_string()
                 .as_bytes(),
         )
         .unwrap();
         let mut w = Worker::new(&new);
-        assert!(w.lookup(&new, b"plaintext-token-0001").is_none());
+        assert!(
+            w.lookup(&new, b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0001")
+                .is_none()
+        );
         assert_eq!(
-            w.lookup(&new, b"plaintext-token-0002")
+            w.lookup(&new, b"plaintext-Tq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1-0002")
                 .map(|(_, t)| t.id.as_str()),
             Some("q")
         );

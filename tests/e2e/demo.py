@@ -82,8 +82,11 @@ def main(argv: list[str]) -> int:
 
     step("creating a demo token with the CLI: otlp-gate token new --id demo --tenant demo")
     token, entry = st.cli_token_new("demo", "demo")
+    # HAProxy's address is trusted for X-Forwarded-For, as in compose.yaml; HAProxy also names
+    # each client in a PROXY protocol header, which is what Envoy and the gate go by.
     settings = {"path_prefix": "/observability", "tenant_header": "x-scope-orgid",
-                "identity_header": "x-otlp-token-id", "tokens": [entry]}
+                "identity_header": "x-otlp-token-id", "trusted_proxies": [st.HAPROXY_SOURCE],
+                "tokens": [entry]}
     print(f"   config entry (only the digest goes into the token file): {entry}")
 
     step("starting the OTLP receiver, Envoy (production bootstrap, loopback copy) and HAProxy (TLS)")
@@ -108,6 +111,12 @@ def main(argv: list[str]) -> int:
                 cells = "".join(f"{'accepted' if result[s] else 'REFUSED':<10}" for s in ("traces", "logs", "metrics"))
                 print(f"   {protocol:<15}{label:<8}{cells}")
                 ok &= all(v == expect for v in result.values())
+
+        step("whose address Envoy and the gate see (Envoy's access log of the wrong token's requests)")
+        peers = client_addresses(stack)
+        print(f"   client {', '.join(sorted(peers['peer'])) or '?'} (named by HAProxy's PROXY protocol header), "
+              f"connection from HAProxy {', '.join(sorted(peers['connection_peer'])) or '?'}")
+        ok &= peers == {"peer": {"127.0.0.1"}, "connection_peer": {st.HAPROXY_SOURCE}}
 
         step("the same from a fresh process, in your environment as the block printed below leaves it")
         env_ok, why = env_check(stack, token)
@@ -137,6 +146,23 @@ def main(argv: list[str]) -> int:
         return 0
     finally:
         stack.close()
+
+
+def client_addresses(stack) -> dict[str, set[str]]:
+    """The `peer` and `connection_peer` of every refused request in Envoy's access log (the SDK
+    sends from 127.0.0.1; HAProxy connects to Envoy from its own address)."""
+    import json
+
+    import stack as st
+
+    def refused():
+        lines = [json.loads(line) for line in stack.envoy.out_path.read_text(errors="replace").splitlines()
+                 if line.startswith("{")]
+        lines = [x for x in lines if x.get("status") == 401 or x.get("grpc_status") == 16]
+        return lines or None
+
+    lines = st.wait_until(refused, 10, "the access log of the refused requests")
+    return {k: {x[k] for x in lines} for k in ("peer", "connection_peer")}
 
 
 def indent(text: str) -> str:

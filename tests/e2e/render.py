@@ -45,6 +45,7 @@ class Ports:
     admin: int
     alloy_http: int
     alloy_grpc: int
+    health: int
 
 
 def substitute(text: str, subs, source: Path, leftovers=()) -> str:
@@ -76,14 +77,14 @@ def render_bootstrap(ports: Ports, config_dir: Path, client_tls_dir: Path, sds_f
     subs = [
         # (production text, loopback text, expected occurrences)
         ("{address: 0.0.0.0, port_value: 8080}", f"{{address: 127.0.0.1, port_value: {ports.data}}}", 1),
-        ("{address: 127.0.0.1, port_value: 8080}", f"{{address: 127.0.0.1, port_value: {ports.data}}}", 1),
+        ("{address: 127.0.0.1, port_value: 8082}", f"{{address: 127.0.0.1, port_value: {ports.health}}}", 2),
         ("{address: 0.0.0.0, port_value: 8081}", f"{{address: 127.0.0.1, port_value: {ports.probe}}}", 1),
         ("{address: 127.0.0.1, port_value: 9901}", f"{{address: 127.0.0.1, port_value: {ports.admin}}}", 2),
         ("{address: alloy.observability.svc.cluster.local, port_value: 4318}",
          f"{{address: 127.0.0.1, port_value: {ports.alloy_http}}}", 1),
         ("{address: alloy.observability.svc.cluster.local, port_value: 4317}",
          f"{{address: 127.0.0.1, port_value: {ports.alloy_grpc}}}", 1),
-        (PROD_CONFIG_DIR, str(config_dir), 2),
+        (PROD_CONFIG_DIR, str(config_dir), 4),
         (PROD_SDS, str(sds_file), 2),
         (PROD_CLIENT_TLS_DIR, str(client_tls_dir), 2),
     ]
@@ -161,8 +162,8 @@ def static_twin(bootstrap_text: str, doc: dict) -> str:
                         del hf["config_discovery"]
                         hf["typed_config"] = resource["typed_config"]
                         replaced += 1
-    if replaced != 1:
-        raise AssertionError(f"static twin: replaced {replaced} ECDS filters, expected 1")
+    if replaced != 2:
+        raise AssertionError(f"static twin: replaced {replaced} ECDS filters, expected 2 (data and health listeners)")
     return yaml.safe_dump(boot, sort_keys=False)
 
 

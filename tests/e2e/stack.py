@@ -45,6 +45,10 @@ CLI = ROOT / "target" / "release" / "otlp-gate"
 # (100 ms): a stats read right after a request may not show it yet. Tests poll for what they
 # expect, or wait a few ticks when they expect nothing to move.
 FILTER_TICK_S = 0.1
+# HAProxy connects to Envoy from this loopback address (clients use others, 127.0.0.1 by default),
+# so Envoy's log and the gate can tell HAProxy's connection from the client it names in its
+# PROXY protocol header.
+HAPROXY_SOURCE = "127.0.9.1"
 
 
 def envoy_binary() -> str:
@@ -327,6 +331,8 @@ class Stack:
     concurrency: int = 2
     haproxy: bool = True
     expect_ready: bool = True
+    # Another gRPC upstream instead of the receiver's (a test server recording what arrives).
+    grpc_upstream: int | None = None
     procs: list[Proc] = field(default_factory=list)
 
     def start(self) -> "Stack":
@@ -351,8 +357,9 @@ class Stack:
         self.receiver_ports = self._receiver_ports()
         self.grafana = GrafanaStandIn() if self.haproxy else None
 
-        data, probe, admin, http_port, https_port = free_ports(5)
-        self.ports = render.Ports(data, probe, admin, self.receiver_ports["http"], self.receiver_ports["grpc"])
+        data, probe, admin, http_port, https_port, health = free_ports(6)
+        self.ports = render.Ports(data, probe, admin, self.receiver_ports["http"],
+                                  self.grpc_upstream or self.receiver_ports["grpc"], health)
         self.config = ConfigDir(self.workdir / "config")
         self.version = 0
         self.swap(self.settings)
@@ -383,6 +390,7 @@ class Stack:
                 "ENVOY_ADDR": f"127.0.0.1:{data}",
                 "ENVOY_PROBE_PORT": str(probe),
                 "GRAFANA_ADDR": f"127.0.0.1:{self.grafana.port}",
+                "HAPROXY_SOURCE_ADDR": HAPROXY_SOURCE,
             }
             self.haproxy_proc = Proc("haproxy", ["haproxy", "-db", "-f", str(HAPROXY_CFG)], self.logs, env=env)
             self.procs.append(self.haproxy_proc)

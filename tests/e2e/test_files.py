@@ -96,6 +96,26 @@ def test_bootstrap_contract():
     assert "prefix_rewrite" not in str(routes) and "regex_rewrite" not in str(routes)
 
 
+def test_health_listener_is_loopback_only_and_named_for_the_gate():
+    """healthz answers in detail only on the filter chain named as gate::HEALTH_CHAIN, which is
+    bound to loopback, forwards nothing, and is what the probe's /healthz reaches."""
+    chain_name = re.search(r'HEALTH_CHAIN: &str = "([^"]+)"',
+                           (render.ROOT / "filter" / "src" / "gate.rs").read_text()).group(1)
+    health = listeners()["health"]
+    assert health["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert [c.get("name") for c in health["filter_chains"]] == [chain_name]
+    assert all(c.get("name") != chain_name for n, lst in listeners().items() if n != "health"
+               for c in lst["filter_chains"])
+    routes = hcm(health)["route_config"]["virtual_hosts"][0]["routes"]
+    assert all("direct_response" in r for r in routes), "the health listener forwards nothing"
+    gate = [f for f in hcm(health)["http_filters"] if f["name"] == GATE_FILTER]
+    otlp_gate = [f for f in hcm(listeners()["otlp"])["http_filters"] if f["name"] == GATE_FILTER]
+    assert gate[0]["config_discovery"] == otlp_gate[0]["config_discovery"], "the same ECDS resource"
+    clusters = {c["name"]: c for c in BOOT["static_resources"]["clusters"]}
+    target = clusters["otlp_self"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert target["socket_address"] == health["address"]["socket_address"]
+
+
 def test_access_log_never_includes_credentials():
     logs = hcm(listeners()["otlp"])["access_log"]
     text = yaml.safe_dump(logs).lower()
@@ -133,7 +153,7 @@ def test_stats_tags_cover_every_labelled_gate_metric():
 
 
 def test_loopback_rendering_changes_only_addresses_and_paths(tmp_path):
-    ports = render.Ports(18080, 18081, 19901, 14318, 14317)
+    ports = render.Ports(18080, 18081, 19901, 14318, 14317, 18082)
     tls_dir, sds = tmp_path / "tls", tmp_path / "sds.yaml"
     rendered = yaml.safe_load(render.render_bootstrap(ports, tmp_path, tls_dir, sds))
     # The same substitutions, applied to the production tree independently of the text rendering.
@@ -141,14 +161,15 @@ def test_loopback_rendering_changes_only_addresses_and_paths(tmp_path):
     expected["admin"]["address"]["socket_address"]["port_value"] = ports.admin
     for lst in expected["static_resources"]["listeners"]:
         sa = lst["address"]["socket_address"]
-        sa.update(address="127.0.0.1", port_value={8080: ports.data, 8081: ports.probe}[sa["port_value"]])
+        sa.update(address="127.0.0.1",
+                  port_value={8080: ports.data, 8081: ports.probe, 8082: ports.health}[sa["port_value"]])
         for f in hcm(lst)["http_filters"]:
             if f["name"] == GATE_FILTER:
                 pcs = f["config_discovery"]["config_source"]["path_config_source"]
                 pcs["path"] = f"{tmp_path}/otlp-gate.yaml"
                 pcs["watched_directory"]["path"] = str(tmp_path)
     new_port = {"alloy_http": ports.alloy_http, "alloy_grpc": ports.alloy_grpc,
-                "otlp_self": ports.data, "envoy_admin": ports.admin}
+                "otlp_self": ports.health, "envoy_admin": ports.admin}
     for c in expected["static_resources"]["clusters"]:
         sa = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         sa.update(address="127.0.0.1", port_value=new_port[c["name"]])
@@ -173,7 +194,7 @@ def envoy_validate(path) -> subprocess.CompletedProcess:
 
 def test_envoy_validate_runs_the_filter_on_the_token_file(tmp_path, module):
     import certs
-    ports = render.Ports(18080, 18081, 19901, 14318, 14317)
+    ports = render.Ports(18080, 18081, 19901, 14318, 14317, 18082)
     internal = certs.make_internal_certs(tmp_path / "internal")
     sds = tmp_path / "sds.yaml"
     sds.write_text(render.render_sds(internal.client_dir))
@@ -196,7 +217,7 @@ def test_envoy_validate_runs_the_filter_on_the_token_file(tmp_path, module):
 def test_haproxy_config_is_valid(tmp_path):
     env = {**os.environ, "HAPROXY_HTTP_ADDR": "127.0.0.1:18000", "HAPROXY_HTTPS_ADDR": "127.0.0.1:18443",
            "HAPROXY_TLS_PEM": str(tmp_path / "x.pem"), "ENVOY_ADDR": "127.0.0.1:8080",
-           "ENVOY_PROBE_PORT": "8081", "GRAFANA_ADDR": "127.0.0.1:3000"}
+           "ENVOY_PROBE_PORT": "8081", "GRAFANA_ADDR": "127.0.0.1:3000", "HAPROXY_SOURCE_ADDR": "0.0.0.0"}
     import certs
     env["HAPROXY_TLS_PEM"] = str(certs.make_certs(tmp_path / "tls").haproxy_pem)
     out = subprocess.run(["haproxy", "-c", "-f", str(st.HAPROXY_CFG)], env=env, capture_output=True, text=True,

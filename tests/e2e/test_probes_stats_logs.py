@@ -42,7 +42,8 @@ def test_prometheus_shows_gate_counters_with_labels_and_exact_values(stack, toke
     assert otel.send(batch, "http-json", token=None, **kw) == {"traces": False, "logs": False, "metrics": False}
     wrong = st.new_token("wrong")[0]
     base = f"{stack.data_url}/observability/v1"
-    assert st.request(f"{base}/traces", "POST", [("authorization", f"Bearer {wrong}")], b"").status == 401
+    pb = ("content-type", "application/x-protobuf")
+    assert st.request(f"{base}/traces", "POST", [("authorization", f"Bearer {wrong}"), pb], b"").status == 401
     assert st.request(f"{base}/profiles", "POST", [("authorization", f"Bearer {team_a}")], b"").status == 404
     assert st.request(f"{base}/traces", "GET", [("authorization", f"Bearer {team_a}")]).status == 405
     expected = {
@@ -108,6 +109,7 @@ def test_access_log_has_token_id_never_credentials(stack, tokens):
     # A rejected request that claims an identity and a tenant it does not have.
     spoofed = st.request(f"{stack.data_url}/observability/v1/traces", "POST",
                          [("authorization", "Bearer not-a-valid-token-0123456789"), ("user-agent", marker),
+                          ("content-type", "application/x-protobuf"),
                           ("x-otlp-token-id", "team-a"), ("x-scope-orgid", "team-a")], b"")
     assert spoofed.status == 401
     lines = st.wait_until(lambda: len(access_log_lines(stack, marker)) == 2 and access_log_lines(stack, marker),
@@ -138,3 +140,20 @@ def test_limits(stack, tokens):
     dotted = st.request(f"{stack.data_url}/observability/x/../v1/traces", "POST", auth, b"")
     assert dotted.status == 200
     assert [r["path"] for r in stack.received(before)] == ["/v1/traces"]
+
+
+def test_healthz_through_the_ingress_says_only_ok(stack, tokens):
+    """The configuration's hash, generation and token count are for the probe listener only:
+    through HAProxy (and straight to the data listener, whatever a client claims) healthz is
+    200 {"status":"ok"} while a configuration is loaded."""
+    detailed = stack.healthz().json()
+    assert set(detailed) == {"status", "generation", "config_sha256", "tokens"}
+    for r in [
+        st.request(f"{stack.https_url}/observability/healthz", ca=stack.certs.ca),
+        st.request(f"{stack.https_url}/observability/healthz?detail=1", ca=stack.certs.ca),
+        st.request(f"{stack.data_url}/observability/healthz", headers=[("x-forwarded-for", "127.0.0.1")]),
+        st.request(f"{stack.data_url}/observability/healthz", "HEAD"),
+    ]:
+        assert r.status == 200
+        assert r.body in (b'{"status":"ok"}', b""), r.body
+        assert detailed["config_sha256"].encode() not in r.body

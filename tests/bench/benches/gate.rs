@@ -58,6 +58,10 @@ mod native {
         fn now_ns(&mut self) -> i64 {
             self.1
         }
+
+        fn health_listener(&mut self) -> bool {
+            false
+        }
     }
 }
 

@@ -49,6 +49,10 @@ fn behaviour_table_through_the_module() {
                 let mut s = vm.http_stream().unwrap();
                 let source = req["source"].as_str().unwrap_or(DEFAULT_SOURCE);
                 s.set_property("source.address", source.as_bytes()).unwrap();
+                if req["listener"] == "health" {
+                    s.set_property("xds.filter_chain_name", b"otlp-gate-health")
+                        .unwrap();
+                }
                 let action = s
                     .request_headers(&pairs, false)
                     .unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -58,8 +62,30 @@ fn behaviour_table_through_the_module() {
                     .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
                     .collect();
                 let reply = s.local_reply().cloned();
+                // Request trailers after a forwarded request's headers (HTTP/2, gRPC).
+                let mut trailers_up = Vec::new();
+                if let (Action::Continue, Some(list)) = (action, req["trailers"].as_array()) {
+                    let trailers: Vec<(String, String)> = list
+                        .iter()
+                        .map(|t| {
+                            let v = expand(t[1].as_str().unwrap(), &doc["tokens"]);
+                            (t[0].as_str().unwrap().to_owned(), v)
+                        })
+                        .collect();
+                    let pairs: Vec<(&str, &str)> = trailers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    s.request_trailers(&pairs)
+                        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                    trailers_up = s
+                        .upstream_trailers()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                        .collect();
+                }
                 s.complete().unwrap_or_else(|e| panic!("{name}: {e:#}"));
-                (action, up, reply)
+                (action, up, reply, trailers_up)
             };
             if let Some(prior) = case.get("prior") {
                 let preq = prior.get("request").unwrap_or(req);
@@ -74,7 +100,7 @@ fn behaviour_table_through_the_module() {
                 .into_iter()
                 .map(|(n, _, v)| (n, v))
                 .collect();
-            let (action, up, reply) = run(&mut vm, req);
+            let (action, up, reply, trailers_up) = run(&mut vm, req);
             tick_keeping_the_clock(&world, &mut vm, now - lag_s);
             let delta = |metric: &str| {
                 world.metric(metric).unwrap_or(0)
@@ -133,6 +159,28 @@ fn behaviour_table_through_the_module() {
                             "{name}: {h} reached upstream"
                         );
                     }
+                    if req["trailers"].is_array() {
+                        let trailer = |n: &str| {
+                            trailers_up
+                                .iter()
+                                .filter(|(k, _)| k == n)
+                                .map(|(_, v)| v.as_str())
+                                .collect::<Vec<_>>()
+                        };
+                        for (h, v) in want["trailers"].as_object().unwrap() {
+                            assert_eq!(
+                                trailer(h),
+                                vec![v.as_str().unwrap()],
+                                "{name}: trailer {h}"
+                            );
+                        }
+                        for h in want["trailers_absent"].as_array().unwrap() {
+                            assert!(
+                                trailer(h.as_str().unwrap()).is_empty(),
+                                "{name}: trailer {h} reached upstream"
+                            );
+                        }
+                    }
                     if let Some(id) = exp["token_id"]
                         .as_str()
                         .filter(|_| exp["outcome"] == "accepted")
@@ -187,6 +235,9 @@ fn behaviour_table_through_the_module() {
                     }
                     let body = &want["body"];
                     match body["encoding"].as_str().unwrap() {
+                        "healthz-bare" => {
+                            assert_eq!(r.body, br#"{"status":"ok"}"#, "{name}");
+                        }
                         "healthz" => {
                             let v: Value = serde_json::from_slice(&r.body).unwrap();
                             assert_eq!(v["status"], "ok", "{name}");

@@ -7,7 +7,7 @@ use proxy_wasm_harness::{Action, Vm};
 
 const REQUESTS: usize = 1_000_000;
 const WARMUP: usize = 20_000;
-const TOKEN: &str = "memory-token-0123456789abcdef";
+const TOKEN: &str = "memory-Mq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5";
 
 /// One request of four kinds in turn: accepted (with a body), unknown token, missing gRPC
 /// credential, not found — each from its own client address; a tick every 1,000 requests

@@ -6,7 +6,7 @@ use otlp_gate_suite::*;
 use proptest::prelude::*;
 use proxy_wasm_harness::Action;
 
-const VALID: &str = "valid-token-0123456789abcdefgh";
+const VALID: &str = "valid-Vq7Lm2Bz9Kc4Rb8Nw3Yd6Ht1Jp5Gs";
 
 fn cfg() -> String {
     format!(
@@ -78,7 +78,7 @@ proptest! {
         let (_world, mut vm) = configured(&cfg());
         let auth = format!("{scheme}{}{VALID}", " ".repeat(spaces));
         let mut s = vm.http_stream().unwrap();
-        let h = [(":method", "POST"), (":path", "/observability/v1/traces"), ("authorization", auth.as_str())];
+        let h = [(":method", "POST"), (":path", "/observability/v1/traces"), ("content-type", "application/x-protobuf"), ("authorization", auth.as_str())];
         prop_assert_eq!(s.request_headers(&h, true).unwrap(), Action::Continue);
         s.complete().unwrap();
     }

@@ -6,8 +6,8 @@
 use otlp_gate_suite::*;
 use proxy_wasm_harness::{Action, LogLevel, Stream, Vm, World};
 
-const TOKEN: &str = "worker-token-0123456789abcdef";
-const OTHER: &str = "other-token-0123456789abcdefgh";
+const TOKEN: &str = "worker-Wq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5";
+const OTHER: &str = "other-Oq7Lm2Vz9Kc4Rb8Nw3Yd6Ht1Jp5Gs";
 
 fn config(extra: &str) -> String {
     format!(
@@ -617,6 +617,9 @@ fn struct_encoded_config_is_read_and_hashed_like_json() {
             vm.logs_at_least(LogLevel::Error)
         );
         let mut s = vm.http_stream().unwrap();
+        // The health listener's filter chain: healthz answers in detail only there.
+        s.set_property("xds.filter_chain_name", b"otlp-gate-health")
+            .unwrap();
         s.request_headers(
             &[(":method", "GET"), (":path", "/observability/healthz")],
             true,
