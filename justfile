@@ -48,8 +48,13 @@ e2e: build
 validate: build
     bash k8s/validate.sh
 
-# Everything CI runs (ends with the demo, run through once)
-test: build build-test-modules lint unit harness e2e validate
+# The bundle's Loki/Tempo/Mimir configs on real binaries: LOKI_BIN=... TEMPO_BIN=... [MIMIR_BIN=...] just backends
+# (skipped with one line when none is set)
+backends:
+    python -m pytest -q -rs -p no:cacheprovider tests/backends
+
+# Everything CI runs (ends with the demo, run through once); `backends` runs when LOKI_BIN/TEMPO_BIN/MIMIR_BIN are set
+test: build build-test-modules lint unit harness e2e validate backends
     python tests/e2e/demo.py --once
 
 # Start receiver + Envoy + HAProxy, send telemetry with a good and a bad token (`--once` to exit)

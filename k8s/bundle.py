@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ BUNDLE_GATEWAY = ROOT / "k8s/base/gateway"
 COPIES = [
     ("envoy/envoy.yaml", "k8s/base/gateway/envoy.yaml"),
     ("envoy/otlp-gate.yaml", "k8s/base/gateway/otlp-gate.yaml"),
+    ("envoy/alloy-client-sds.yaml", "k8s/base/gateway/alloy-client-sds.yaml"),
     ("alloy/config.alloy", "k8s/base/alloy/config.alloy"),
     ("alloy/kubernetes.alloy", "k8s/base/alloy/kubernetes.alloy"),
 ]
@@ -41,6 +43,10 @@ POD_CONFIG_DIR = "/etc/otlp-gate/config"
 POD_ECDS = POD_CONFIG_DIR + "/otlp-gate.yaml"
 POD_WASM_DIR = "/etc/otlp-gate/wasm"
 POD_WASM = POD_WASM_DIR + "/otlp_gate.wasm"
+# Mutual TLS to Alloy: the SDS file (in the bootstrap ConfigMap) and the client-certificate Secret.
+POD_SDS = "/etc/envoy/alloy-client-sds.yaml"
+POD_CLIENT_TLS_DIR = "/etc/otlp-gate/alloy-client-tls"
+ALLOY_TLS_DIR = "/etc/alloy-tls"
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -264,7 +270,15 @@ def cmd_twin(out: Path, broken: bool, bootstrap: Path | None = None) -> None:
             inlined += 1
     if inlined == 0:
         raise SystemExit("twin: envoy.yaml has no http filter using config_discovery")
-    boot = replace_strings(boot, {POD_WASM: str(BUNDLE_GATEWAY / "otlp_gate.wasm")})
+    # The client-certificate SDS file exists in the bundle; the CA it is verified against is a
+    # Secret in the pod, so the twin gets a throw-away CA (validate loads the trusted CA file).
+    ca = out.parent / (out.stem + "-internal-ca.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", "/CN=twin internal CA", "-keyout", "/dev/null",
+                    "-out", str(ca)], check=True, capture_output=True, timeout=60)
+    boot = replace_strings(boot, {POD_WASM: str(BUNDLE_GATEWAY / "otlp_gate.wasm"),
+                                  POD_SDS: str(BUNDLE_GATEWAY / "alloy-client-sds.yaml"),
+                                  POD_CLIENT_TLS_DIR + "/ca.crt": str(ca)})
     leftover = [p for p in re.findall(r"/etc/[\w./-]+", yaml.safe_dump(boot))]
     if leftover:
         raise SystemExit(f"twin: unexpected pod paths left in the twin: {sorted(set(leftover))}")
@@ -357,8 +371,42 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
                 walk(v)
 
     walk(boot)
-    report(bool(watched) and all(p == POD_ECDS and w == POD_CONFIG_DIR for p, w in watched),
+    ecds_sources = [(p, w) for p, w in watched if p != POD_SDS]
+    report(bool(ecds_sources) and all(p == POD_ECDS and w == POD_CONFIG_DIR for p, w in ecds_sources),
            f"{name}: bootstrap reads {POD_ECDS} and watches {POD_CONFIG_DIR} (kubelet `..data` swaps)")
+
+    # Mutual TLS to Alloy, both sides: Envoy's SDS file is in the bootstrap ConfigMap and names the
+    # client-certificate Secret's mount; Alloy mounts its server certificate where config.alloy
+    # reads it; both Secrets come from cert-manager Certificates of the internal CA Issuer.
+    sds_text = (boot_cm.get("data") or {}).get("alloy-client-sds.yaml") if boot_cm else None
+    sds_ok = sds_text == (BUNDLE_GATEWAY / "alloy-client-sds.yaml").read_text(encoding="utf-8")
+    sds_paths = sds_ok and sds_text.count(POD_CLIENT_TLS_DIR) == 3
+    m, _ = mounted_configmap(POD_CLIENT_TLS_DIR)
+    gw_secret = (volumes.get(m["name"], {}).get("secret") or {}).get("secretName") if m else None
+    alloy = one("Deployment", "alloy")
+    a_pod = alloy["spec"]["template"]["spec"] if alloy else {}
+    a_mounts = {mm["mountPath"]: mm for cc in a_pod.get("containers", []) for mm in cc.get("volumeMounts", [])}
+    a_vols = {v["name"]: v for v in a_pod.get("volumes", [])}
+    am = a_mounts.get(ALLOY_TLS_DIR)
+    alloy_secret = (a_vols.get(am["name"], {}).get("secret") or {}).get("secretName") if am else None
+    alloy_cm = configmap("alloy-config")
+    alloy_cfg = (alloy_cm.get("data") or {}).get("config.alloy", "") if alloy_cm else ""
+    certs = {d["spec"]["secretName"]: d for d in docs if d["kind"] == "Certificate"}
+    issuer = one("Issuer", "otlp-gate-internal")
+
+    def issued(secret, usage):
+        c = certs.get(secret)
+        return (c is not None and c["spec"]["issuerRef"]["name"] == "otlp-gate-internal"
+                and usage in c["spec"].get("usages", []))
+
+    ok = (sds_paths and gw_secret == "otlp-gate-alloy-client-tls" and m and "subPath" not in m
+          and alloy_secret == "alloy-otlp-tls" and am and "subPath" not in am
+          and alloy_cfg.count(f'client_ca_file  = "{ALLOY_TLS_DIR}/ca.crt"') == 2
+          and issuer is not None and "ca" in issuer["spec"]
+          and issued("otlp-gate-alloy-client-tls", "client auth") and issued("alloy-otlp-tls", "server auth"))
+    report(bool(ok), f"{name}: mutual TLS Envoy -> Alloy: the client-certificate Secret mounted at "
+           f"{POD_CLIENT_TLS_DIR} (SDS, no subPath), Alloy's at {ALLOY_TLS_DIR} with client_ca_file on "
+           f"both receivers, both issued by the internal CA Issuer")
 
     heap = [m.get("typed_config", {}).get("max_heap_size_bytes")
             for m in (boot.get("overload_manager") or {}).get("resource_monitors", [])
@@ -434,6 +482,18 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
            f"Mimir); Alloy's OTLP only from the gateway; gateway data port and Grafana only from the "
            f"ingress controller; probe listener from Alloy" + (f": {problems}" if problems else "")
            + ("" if default_deny else ": no default-deny policy"))
+
+    # RBAC: nothing cluster-wide. Alloy reads pods and pod logs of its own namespace only (a
+    # ClusterRole with pods/log would let it read every team's logs).
+    cluster_rbac = [f"{d['kind']}/{d['metadata']['name']}" for d in docs
+                    if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    role = one("Role", "alloy")
+    rules = {(r, tuple(sorted(x["verbs"]))) for x in (role or {}).get("rules", []) for r in x["resources"]}
+    binding = one("RoleBinding", "alloy")
+    report(not cluster_rbac and rules == {("pods", ("get", "list", "watch")), ("pods/log", ("get",))}
+           and binding is not None and binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "alloy"},
+           f"{name}: Alloy's API access is a namespaced Role (pods, pods/log read-only), nothing cluster-wide"
+           + (f": found {cluster_rbac}" if cluster_rbac else ""))
 
     # Every container: non-root, no privilege escalation, all capabilities dropped, limits set.
     bad = []

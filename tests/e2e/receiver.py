@@ -15,7 +15,13 @@ A small JSON API (separate port) lets tests and the demo look inside:
   GET  /api/records?since=N   every request since sequence number N (refused ones included)
   GET  /api/summary           per tenant and signal totals (JSON); /api/summary.txt readable text
   POST /api/reset             forget everything
+  GET  /api/tls              TLS handshakes refused (no or untrusted client certificate)
+  POST /api/close-connections close every OTLP/HTTP connection after its response from now on
+With --tls-cert/--tls-key/--client-ca both OTLP servers speak TLS 1.3 only and require a client
+certificate from that CA (mutual TLS), as Alloy's receiver does behind the gateway; each record
+then names the client certificate's subject CN (`peer`).
 Run: python tests/e2e/receiver.py [--http 127.0.0.1:0] [--grpc 127.0.0.1:0] [--api 127.0.0.1:0]
+     [--tls-cert alloy.crt --tls-key alloy.key --client-ca ca.crt]
 It prints one line `RECEIVER {"http": port, "grpc": port, "api": port}` once listening.
 """
 
@@ -26,11 +32,14 @@ import base64
 import gzip
 import json
 import signal
+import socket
+import ssl
 import sys
 import threading
 import time
 import zlib
 from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -163,6 +172,8 @@ class Store:
         self._lock = threading.Lock()
         self._records: list[dict] = []
         self._seq = 0
+        self.tls_refused: list[str] = []  # why each refused TLS handshake failed
+        self.close_connections = False
 
     def add(self, **record) -> dict:
         with self._lock:
@@ -239,6 +250,8 @@ def make_http_handler(store: Store):
 
         def _reply(self, status: int, body: bytes, ctype: str, extra=()):
             self.send_response(status)
+            if self.close_connection:
+                self.send_header("connection", "close")
             self.send_header("content-type", ctype)
             self.send_header("content-length", str(len(body)))
             for k, v in extra:
@@ -273,7 +286,15 @@ def make_http_handler(store: Store):
                 raise BadRequest(413, "body too large")
             return self.rfile.read(length)
 
+        def _peer(self) -> str:
+            cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+            if not cert:
+                return ""
+            return dict(x[0] for x in cert.get("subject", ())).get("commonName", "")
+
         def do_POST(self):
+            if store.close_connections:
+                self.close_connection = True
             name = self._signal()
             headers = redact_headers(self.headers.items())
             tenant = (headers.get(TENANT_HEADER) or [NO_TENANT])[0]
@@ -302,7 +323,7 @@ def make_http_handler(store: Store):
                 self._reply(e.status, payload, rtype, extra)
                 return
             store.add(transport=f"http/{encoding}", signal=name, path=self.path, tenant=tenant,
-                      headers=headers, status="ok", error="", **contents(name, req))
+                      headers=headers, status="ok", error="", peer=self._peer(), **contents(name, req))
             response = SIGNALS[name][1]()
             if encoding == "protobuf":
                 self._reply(200, response.SerializeToString(), "application/x-protobuf")
@@ -347,6 +368,8 @@ def make_api_handler(store: Store):
                 self._send(200, store.summary_text().encode(), "text/plain; charset=utf-8")
             elif url.path == "/api/health":
                 self._send(200, b'{"status":"ok"}')
+            elif url.path == "/api/tls":
+                self._send(200, json.dumps({"refused": list(store.tls_refused)}).encode())
             else:
                 self._send(404, b'{"error":"not found"}')
 
@@ -355,6 +378,9 @@ def make_api_handler(store: Store):
             if urlsplit(self.path).path == "/api/reset":
                 store.reset()
                 self._send(200, b'{"status":"reset"}')
+            elif urlsplit(self.path).path == "/api/close-connections":
+                store.close_connections = True
+                self._send(200, b'{"status":"closing connections after each response"}')
             else:
                 self._send(404, b'{"error":"not found"}')
 
@@ -386,8 +412,10 @@ def _grpc_handlers(store: Store) -> list:
                           headers=headers, status=400, error=f"cannot decode protobuf: {e}",
                           services=[], items=0, names=[], span_ids=[])
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode {request_type.DESCRIPTOR.name}")
+            cn = context.auth_context().get("x509_common_name") or [b""]
             store.add(transport="grpc", signal=signal_name, path=path, tenant=tenant,
-                      headers=headers, status="ok", error="", **contents(signal_name, request))
+                      headers=headers, status="ok", error="", peer=cn[0].decode(errors="replace"),
+                      **contents(signal_name, request))
             return response_type()
 
         return export
@@ -412,15 +440,69 @@ class Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class Receiver:
-    """The three servers, started on loopback (port 0 = pick a free one)."""
+class TLSServer(Server):
+    """Server with mutual TLS: the handshake runs in the connection's own thread (a slow or
+    failing client never blocks the accept loop); a refused handshake is counted, not logged."""
 
-    def __init__(self, http_addr=("127.0.0.1", 0), grpc_addr=("127.0.0.1", 0), api_addr=("127.0.0.1", 0)):
+    def __init__(self, addr, handler, context: ssl.SSLContext, store: Store):
+        super().__init__(addr, handler)
+        self.context = context
+        self.store = store
+
+    def finish_request(self, request, client_address):
+        try:
+            request.settimeout(10)
+            tls = self.context.wrap_socket(request, server_side=True)
+            tls.settimeout(None)
+        except (ssl.SSLError, OSError) as e:
+            self.store.tls_refused.append(getattr(e, "reason", None) or type(e).__name__)
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            try:
+                tls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@dataclass
+class TLSFiles:
+    cert: str
+    key: str
+    client_ca: str
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(self.cert, self.key)
+        ctx.load_verify_locations(self.client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        read = lambda p: open(p, "rb").read()  # noqa: E731
+        return grpc.ssl_server_credentials([(read(self.key), read(self.cert))],
+                                           root_certificates=read(self.client_ca), require_client_auth=True)
+
+
+class Receiver:
+    """The three servers, started on loopback (port 0 = pick a free one); with `tls` the two OTLP
+    servers require a client certificate (the API stays plain: it is the tests' side door)."""
+
+    def __init__(self, http_addr=("127.0.0.1", 0), grpc_addr=("127.0.0.1", 0), api_addr=("127.0.0.1", 0),
+                 tls: TLSFiles | None = None):
         self.store = Store()
-        self.http = Server(http_addr, make_http_handler(self.store))
+        if tls:
+            self.http = TLSServer(http_addr, make_http_handler(self.store), tls.context(), self.store)
+        else:
+            self.http = Server(http_addr, make_http_handler(self.store))
         self.api = Server(api_addr, make_api_handler(self.store))
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=_grpc_handlers(self.store))
-        self.grpc_port = self.grpc.add_insecure_port(f"{grpc_addr[0]}:{grpc_addr[1]}")
+        target = f"{grpc_addr[0]}:{grpc_addr[1]}"
+        self.grpc_port = (self.grpc.add_secure_port(target, tls.grpc_credentials()) if tls
+                          else self.grpc.add_insecure_port(target))
         self._threads = []
 
     @property
@@ -452,8 +534,15 @@ def main(argv=None) -> int:
     ap.add_argument("--http", default="127.0.0.1:0", help="OTLP/HTTP listen address (default %(default)s)")
     ap.add_argument("--grpc", default="127.0.0.1:0", help="OTLP/gRPC listen address (default %(default)s)")
     ap.add_argument("--api", default="127.0.0.1:0", help="query API listen address (default %(default)s)")
+    ap.add_argument("--tls-cert", help="server certificate (PEM): mutual TLS on both OTLP servers")
+    ap.add_argument("--tls-key", help="its key (PEM)")
+    ap.add_argument("--client-ca", help="CA that client certificates must chain to (PEM)")
     args = ap.parse_args(argv)
-    receiver = Receiver(_addr(args.http), _addr(args.grpc), _addr(args.api)).start()
+    given = [args.tls_cert, args.tls_key, args.client_ca]
+    if any(given) and not all(given):
+        ap.error("--tls-cert, --tls-key and --client-ca go together")
+    tls = TLSFiles(args.tls_cert, args.tls_key, args.client_ca) if all(given) else None
+    receiver = Receiver(_addr(args.http), _addr(args.grpc), _addr(args.api), tls=tls).start()
     print("RECEIVER " + json.dumps(receiver.ports), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -1,11 +1,16 @@
-"""Loopback copies of the production Envoy files (envoy/envoy.yaml, envoy/otlp-gate.yaml).
+"""Loopback copies of the production files: Envoy's (envoy/envoy.yaml, envoy/otlp-gate.yaml,
+envoy/alloy-client-sds.yaml) and the backends' (k8s/base/{loki,tempo,mimir}/*.yaml).
 
 The tests and the demo run exactly the production files with only these substitutions:
   bootstrap   listen/admin ports, the Alloy address (-> the local receiver), the token-file
-              directory; every substitution must match the expected number of times, so a
-              change to the production file that the rendering no longer covers fails loudly.
+              directory, the client-certificate directory and its SDS file; every substitution
+              must match the expected number of times, so a change to the production file that
+              the rendering no longer covers fails loudly.
+  SDS file    the client-certificate directory.
   token file  the module path, the module's pinned sha256, and the plugin configuration
               (the tests' own tokens); all Envoy settings stay as in production.
+  backends    data directories, listen ports (on 127.0.0.1) and Tempo's Mimir address
+              (tests/backends).
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ BOOTSTRAP = ROOT / "envoy" / "envoy.yaml"
 TOKEN_FILE = ROOT / "envoy" / "otlp-gate.yaml"
 MODULE = ROOT / "target" / "wasm32-wasip1" / "release" / "otlp_gate.wasm"
 
+SDS_FILE = ROOT / "envoy" / "alloy-client-sds.yaml"
+
 PROD_CONFIG_DIR = "/etc/otlp-gate/config"
 PROD_MODULE = "/etc/otlp-gate/wasm/otlp_gate.wasm"
+# The cert-manager Secret with Envoy's client certificate for Alloy (tls.crt, tls.key, ca.crt).
+PROD_CLIENT_TLS_DIR = "/etc/otlp-gate/alloy-client-tls"
+PROD_SDS = "/etc/envoy/alloy-client-sds.yaml"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 STRUCT_TYPE = "type.googleapis.com/google.protobuf.Struct"
 
@@ -37,11 +47,32 @@ class Ports:
     alloy_grpc: int
 
 
-def render_bootstrap(ports: Ports, config_dir: Path) -> str:
-    """envoy/envoy.yaml with loopback addresses and ports and a local token-file directory."""
-    # Whole-line comments go (they mention production paths); everything else is kept.
-    lines = BOOTSTRAP.read_text(encoding="utf-8").splitlines(keepends=True)
-    text = "".join(line for line in lines if not line.lstrip().startswith("#"))
+def substitute(text: str, subs, source: Path, leftovers=()) -> str:
+    """`text` (the contents of `source`) with each (old, new, count) substitution applied; each
+    `old` must occur exactly `count` times and no `leftovers` string may remain afterwards."""
+    for old, new, count in subs:
+        found = text.count(old)
+        if found != count:
+            raise AssertionError(
+                f"render: expected {count} occurrence(s) of {old!r} in {source}, found {found}; "
+                "update tests/e2e/render.py with the production file"
+            )
+        text = text.replace(old, new)
+    for leftover in leftovers:
+        if leftover in text:
+            raise AssertionError(f"render: {leftover!r} left in the loopback copy of {source}")
+    return text
+
+
+def without_comments(path: Path) -> str:
+    """The file without its whole-line comments (they mention production paths)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return "".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def render_bootstrap(ports: Ports, config_dir: Path, client_tls_dir: Path, sds_file: Path) -> str:
+    """envoy/envoy.yaml with loopback addresses and ports, a local token-file directory and a
+    local client-certificate directory (served by `sds_file`, see render_sds)."""
     subs = [
         # (production text, loopback text, expected occurrences)
         ("{address: 0.0.0.0, port_value: 8080}", f"{{address: 127.0.0.1, port_value: {ports.data}}}", 1),
@@ -53,19 +84,17 @@ def render_bootstrap(ports: Ports, config_dir: Path) -> str:
         ("{address: alloy.observability.svc.cluster.local, port_value: 4317}",
          f"{{address: 127.0.0.1, port_value: {ports.alloy_grpc}}}", 1),
         (PROD_CONFIG_DIR, str(config_dir), 2),
+        (PROD_SDS, str(sds_file), 2),
+        (PROD_CLIENT_TLS_DIR, str(client_tls_dir), 2),
     ]
-    for old, new, count in subs:
-        found = text.count(old)
-        if found != count:
-            raise AssertionError(
-                f"render: expected {count} occurrence(s) of {old!r} in {BOOTSTRAP}, found {found}; "
-                "update tests/e2e/render.py with the production file"
-            )
-        text = text.replace(old, new)
-    for leftover in ("0.0.0.0", "svc.cluster.local", "/etc/"):
-        if leftover in text:
-            raise AssertionError(f"render: {leftover!r} left in the loopback bootstrap")
-    return text
+    # The SNI and the name Alloy's certificate must carry stay: the test certificate has it.
+    return substitute(without_comments(BOOTSTRAP), subs, BOOTSTRAP, ("0.0.0.0", "/etc/", ":4317", ":4318"))
+
+
+def render_sds(client_tls_dir: Path) -> str:
+    """envoy/alloy-client-sds.yaml pointing at a local client-certificate directory."""
+    return substitute(without_comments(SDS_FILE), [(PROD_CLIENT_TLS_DIR, str(client_tls_dir), 3)],
+                      SDS_FILE, ("/etc/",))
 
 
 def production_token_doc() -> dict:
@@ -135,3 +164,54 @@ def static_twin(bootstrap_text: str, doc: dict) -> str:
     if replaced != 1:
         raise AssertionError(f"static twin: replaced {replaced} ECDS filters, expected 1")
     return yaml.safe_dump(boot, sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- backends
+
+K8S_BASE = ROOT / "k8s" / "base"
+
+
+@dataclass
+class BackendPorts:
+    http: int
+    grpc: int
+    otlp_grpc: int = 0  # Tempo's OTLP receivers
+    otlp_http: int = 0
+
+
+def render_loki(ports: BackendPorts, data: Path, overrides: Path) -> str:
+    """k8s/base/loki/loki.yaml with loopback ports, `data` for /var/loki and a local overrides file."""
+    src = K8S_BASE / "loki" / "loki.yaml"
+    return substitute(without_comments(src), [
+        ("http_listen_port: 3100", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
+        ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
+        ("/var/loki", str(data), 4),
+        ("/etc/loki/overrides/overrides.yaml", str(overrides), 1),
+    ], src, ("/var/", "/etc/"))
+
+
+def render_tempo(ports: BackendPorts, data: Path, overrides: Path, mimir_push: str) -> str:
+    """k8s/base/tempo/tempo.yaml with loopback ports and addresses, `data` for /var/tempo, a local
+    overrides file and the address of a Mimir (or of nothing) for the metrics generator."""
+    src = K8S_BASE / "tempo" / "tempo.yaml"
+    return substitute(without_comments(src), [
+        ("http_listen_port: 3200", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
+        ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
+        ('endpoint: "0.0.0.0:4317"', f'endpoint: "127.0.0.1:{ports.otlp_grpc}"', 1),
+        ('endpoint: "0.0.0.0:4318"', f'endpoint: "127.0.0.1:{ports.otlp_http}"', 1),
+        ("/var/tempo", str(data), 6),
+        ("/etc/tempo/overrides/overrides.yaml", str(overrides), 1),
+        ("http://mimir:9009/api/v1/push", mimir_push, 1),
+    ], src, ("/var/", "/etc/", "0.0.0.0"))
+
+
+def render_mimir(ports: BackendPorts, data: Path, overrides: Path) -> str:
+    """k8s/base/mimir/mimir.yaml with loopback ports, `data` for /data and a local overrides file."""
+    src = K8S_BASE / "mimir" / "mimir.yaml"
+    text = without_comments(src)
+    return substitute(text, [
+        ("http_listen_port: 9009", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
+        ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
+        (" /data/", f" {data}/", 7),
+        ("/etc/mimir/overrides/overrides.yaml", str(overrides), 1),
+    ], src, (" /data", "/etc/"))

@@ -1,6 +1,8 @@
 """Start and stop the local stack: OTLP receiver, Envoy (production bootstrap, loopback copy) with
 otlp_gate.wasm from an ECDS token file, HAProxy (TLS) and a Grafana stand-in. Shared by the e2e
-suite and `just demo`.
+suite and `just demo`. Envoy reaches the receiver over mutual TLS as it reaches Alloy in
+production: the receiver requires Envoy's client certificate (internal CA, certs.py), which Envoy
+takes by SDS from a kubelet-style directory.
 
 Everything binds to 127.0.0.1 on free ports, every wait is bounded, and every process started here
 is stopped by `Stack.close()` (also on failure). Tokens never appear in anything this prints:
@@ -196,7 +198,9 @@ def request(url: str, method: str = "GET", headers=(), body: bytes | None = None
 class Proc:
     """A child process with its output in files under logs/; stopped by pid, never by name."""
 
-    def __init__(self, name: str, argv: list[str], logs: Path, env: dict | None = None, stdout_pipe=False):
+    def __init__(self, name: str, argv: list[str], logs: Path, env: dict | None = None, stdout_pipe=False,
+                 cwd: Path | None = None, user: int | None = None):
+        """`user`: run as this uid/gid (needs root and setpriv)."""
         self.name = name
         self.out_path = logs / f"{name}.out"
         self.err_path = logs / f"{name}.err"
@@ -205,11 +209,15 @@ class Proc:
         # If this process dies without cleaning up (killed by a CI timeout), the kernel stops the
         # child too (setpriv execs the command with a parent-death signal; same pid).
         setpriv = shutil.which("setpriv")
+        if user is not None:
+            if not setpriv:
+                raise RuntimeError("setpriv (util-linux) is needed to run a process as another user")
+            argv = [setpriv, "--reuid", str(user), "--regid", str(user), "--clear-groups", "--", *argv]
         if setpriv:
             argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
         self.popen = subprocess.Popen(
             argv, stdout=subprocess.PIPE if stdout_pipe else self._out, stderr=self._err,
-            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=ROOT,
+            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd or ROOT,
         )
 
     @property
@@ -334,7 +342,11 @@ class Stack:
             raise RuntimeError(f"{render.MODULE} is missing: run `just build` (bash .ci/build-wasm.sh otlp-gate)")
         self.logs = self.workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.receiver = Proc("receiver", [sys.executable, str(HERE / "receiver.py")], self.logs, stdout_pipe=True)
+        self.internal = certs_mod.make_internal_certs(self.workdir / "internal-tls")
+        self.receiver = Proc("receiver", [
+            sys.executable, str(HERE / "receiver.py"), "--tls-cert", str(self.internal.server_cert),
+            "--tls-key", str(self.internal.server_key), "--client-ca", str(self.internal.ca),
+        ], self.logs, stdout_pipe=True)
         self.procs.append(self.receiver)
         self.receiver_ports = self._receiver_ports()
         self.grafana = GrafanaStandIn() if self.haproxy else None
@@ -344,8 +356,10 @@ class Stack:
         self.config = ConfigDir(self.workdir / "config")
         self.version = 0
         self.swap(self.settings)
+        sds = self.workdir / "alloy-client-sds.yaml"
+        sds.write_text(render.render_sds(self.internal.client_dir))
         bootstrap = self.workdir / "envoy.yaml"
-        bootstrap.write_text(render.render_bootstrap(self.ports, self.config.path))
+        bootstrap.write_text(render.render_bootstrap(self.ports, self.config.path, self.internal.client_dir, sds))
         self.envoy = Proc("envoy", [
             envoy_binary(), "-c", str(bootstrap), "--concurrency", str(self.concurrency),
             "--disable-hot-restart", "--file-flush-interval-msec", "250", "--drain-time-s", "1",

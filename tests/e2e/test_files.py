@@ -134,7 +134,8 @@ def test_stats_tags_cover_every_labelled_gate_metric():
 
 def test_loopback_rendering_changes_only_addresses_and_paths(tmp_path):
     ports = render.Ports(18080, 18081, 19901, 14318, 14317)
-    rendered = yaml.safe_load(render.render_bootstrap(ports, tmp_path))
+    tls_dir, sds = tmp_path / "tls", tmp_path / "sds.yaml"
+    rendered = yaml.safe_load(render.render_bootstrap(ports, tmp_path, tls_dir, sds))
     # The same substitutions, applied to the production tree independently of the text rendering.
     expected = copy.deepcopy(BOOT)
     expected["admin"]["address"]["socket_address"]["port_value"] = ports.admin
@@ -151,7 +152,18 @@ def test_loopback_rendering_changes_only_addresses_and_paths(tmp_path):
     for c in expected["static_resources"]["clusters"]:
         sa = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         sa.update(address="127.0.0.1", port_value=new_port[c["name"]])
+        if c["name"].startswith("alloy_"):
+            ctx = c["transport_socket"]["typed_config"]["common_tls_context"]
+            ctx["tls_certificate_sds_secret_configs"][0]["sds_config"]["path_config_source"]["path"] = str(sds)
+            ctx["validation_context"]["trusted_ca"]["filename"] = f"{tls_dir}/ca.crt"
     assert rendered == expected
+    sds_doc = yaml.safe_load(render.render_sds(tls_dir))
+    want = yaml.safe_load(render.SDS_FILE.read_text())
+    cert = want["resources"][0]["tls_certificate"]
+    cert["certificate_chain"]["filename"] = f"{tls_dir}/tls.crt"
+    cert["private_key"]["filename"] = f"{tls_dir}/tls.key"
+    cert["watched_directory"]["path"] = str(tls_dir)
+    assert sds_doc == want
 
 
 def envoy_validate(path) -> subprocess.CompletedProcess:
@@ -160,8 +172,12 @@ def envoy_validate(path) -> subprocess.CompletedProcess:
 
 
 def test_envoy_validate_runs_the_filter_on_the_token_file(tmp_path, module):
+    import certs
     ports = render.Ports(18080, 18081, 19901, 14318, 14317)
-    boot = render.render_bootstrap(ports, tmp_path)
+    internal = certs.make_internal_certs(tmp_path / "internal")
+    sds = tmp_path / "sds.yaml"
+    sds.write_text(render.render_sds(internal.client_dir))
+    boot = render.render_bootstrap(ports, tmp_path, internal.client_dir, sds)
     doc = copy.deepcopy(ECDS)
     render.plugin_config(doc)["vm_config"]["code"]["local"]["filename"] = str(module)
     good = tmp_path / "twin.yaml"

@@ -724,6 +724,18 @@ impl<'a> Checker<'a> {
                                     d.id, server.full_name(), auth.id, keys.join(", ")
                                 )));
                             }
+                            // The metadata is whatever the client sent: only an authenticated
+                            // client (mutual TLS, or a server `auth` handler) may choose it.
+                            let mutual_tls = server.body.iter().any(|s| {
+                                matches!(s, Stmt::Block(t) if t.full_name() == "tls"
+                                    && attr(t, "client_ca_file").is_some())
+                            });
+                            if !mutual_tls && attr(server, "auth").is_none() {
+                                findings.push((d.src, server.pos, format!(
+                                    "`{}` > {} must authenticate its clients (tls {{ client_ca_file = ... }} for mutual TLS, or `auth`): `{}` takes {:?} from what they send, so any client that reaches the port would choose the tenant",
+                                    d.id, server.full_name(), auth.id, keys.join(", ")
+                                )));
+                            }
                         }
                     }
                     _ => {}

@@ -313,6 +313,37 @@ const HTTP_AUTH_BLOCKS: [Sub; 4] = [
 
 // ---- otelcol.receiver.otlp ----
 
+/// The `tls` block of otelcol servers (Alloy v1.18.1 internal/component/otelcol/config_tls.go:
+/// TLSServerArguments = TLSSetting + client_ca_file). A server needs both a certificate and a
+/// key (configtls ServerConfig.Validate); `client_ca_file` makes it require and verify client
+/// certificates (tls.RequireAndVerifyClientCert).
+static OTEL_TLS_SERVER: BlockSpec = BlockSpec {
+    attrs: &[
+        opt("ca_file", Str),
+        opt("ca_pem", Str),
+        opt("cert_file", Str),
+        opt("cert_pem", Str),
+        opt("cipher_suites", StrList),
+        opt("client_ca_file", Str),
+        opt("curve_preferences", StrList),
+        opt("include_system_ca_certs_pool", Bool),
+        opt("key_file", Str),
+        opt("key_pem", Secret),
+        opt("max_version", OneOf(TLS_VERSIONS)),
+        opt("min_version", OneOf(TLS_VERSIONS)),
+        opt("reload_interval", Duration),
+    ],
+    blocks: &[opaque("tpm")],
+    rules: &[
+        Rule::ExactlyOne(&["cert_file", "cert_pem"]),
+        Rule::ExactlyOne(&["key_file", "key_pem"]),
+        Rule::NotBoth(&["ca_file"], &["ca_pem"]),
+    ],
+};
+
+/// configtls convertVersion: "1.0" .. "1.3".
+const TLS_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3"];
+
 static OTLP_GRPC_SERVER: BlockSpec = BlockSpec {
     attrs: &[
         opt("auth", Capsule(OtelAuthHandler)),
@@ -324,7 +355,7 @@ static OTLP_GRPC_SERVER: BlockSpec = BlockSpec {
         opt("transport", Str),
         opt("write_buffer_size", Str),
     ],
-    blocks: &[opaque("keepalive"), opaque("tls")],
+    blocks: &[opaque("keepalive"), block("tls", &OTEL_TLS_SERVER)],
     rules: &[],
 };
 
@@ -344,7 +375,7 @@ static OTLP_HTTP_SERVER: BlockSpec = BlockSpec {
         opt("traces_url_path", Str),
         opt("write_timeout", Duration),
     ],
-    blocks: &[opaque("cors"), opaque("tls")],
+    blocks: &[opaque("cors"), block("tls", &OTEL_TLS_SERVER)],
     rules: &[],
 };
 

@@ -211,8 +211,8 @@ fn required_arguments_and_blocks() {
     assert_reports(
         &broken(
             "kubernetes.alloy",
-            "discovery.kubernetes \"pods\" {\n  role = \"pod\"\n}",
-            "discovery.kubernetes \"pods\" {\n}",
+            "discovery.kubernetes \"pods\" {\n  role = \"pod\"\n",
+            "discovery.kubernetes \"pods\" {\n",
         ),
         "missing required attribute `role` in discovery.kubernetes \"pods\"",
     );
@@ -304,8 +304,8 @@ fn references_must_resolve_to_the_right_export() {
     assert_reports(
         &broken(
             "kubernetes.alloy",
-            "forward_to      = [prometheus.remote_write.platform.receiver]",
-            "forward_to      = prometheus.remote_write.platform.receiver",
+            "forward_to               = [prometheus.remote_write.platform.receiver]",
+            "forward_to               = prometheus.remote_write.platform.receiver",
         ),
         "expected list(MetricsReceiver), got prometheus.remote_write.platform.receiver (a MetricsReceiver)",
     );
@@ -412,5 +412,63 @@ fn the_tenant_header_must_survive_the_pipeline() {
             "    include_metadata  = false\n    max_recv",
         ),
         "`otelcol.receiver.otlp.gateway` > grpc must set include_metadata = true",
+    );
+}
+
+#[test]
+fn the_tenant_header_is_taken_only_from_clients_with_a_certificate() {
+    // Without client_ca_file a TLS server does not ask for a client certificate.
+    assert_reports(
+        &broken(
+            "config.alloy",
+            "      client_ca_file  = \"/etc/alloy-tls/ca.crt\"\n",
+            "",
+        ),
+        "`otelcol.receiver.otlp.gateway` > grpc must authenticate its clients",
+    );
+    let errors = broken(
+        "config.alloy",
+        "    max_request_body_size = \"16MiB\"\n\n    tls {\n      cert_file       = \"/etc/alloy-tls/tls.crt\"\n      key_file        = \"/etc/alloy-tls/tls.key\"\n      client_ca_file  = \"/etc/alloy-tls/ca.crt\"\n      min_version     = \"1.3\"\n      reload_interval = \"1h\"\n    }\n",
+        "    max_request_body_size = \"16MiB\"\n",
+    );
+    assert_reports(
+        &errors,
+        "`otelcol.receiver.otlp.gateway` > http must authenticate its clients",
+    );
+}
+
+#[test]
+fn server_tls_blocks_are_checked() {
+    assert_reports(
+        &broken(
+            "config.alloy",
+            "      key_file        = \"/etc/alloy-tls/tls.key\"\n",
+            "",
+        ),
+        "exactly one of `key_file`, `key_pem` must be set",
+    );
+    assert_reports(
+        &broken(
+            "config.alloy",
+            "      min_version     = \"1.3\"",
+            "      min_version     = \"TLS13\"",
+        ),
+        "min_version",
+    );
+    assert_reports(
+        &broken(
+            "config.alloy",
+            "      reload_interval = \"1h\"",
+            "      reload_interval = \"hourly\"",
+        ),
+        "reload_interval",
+    );
+    assert_reports(
+        &broken(
+            "config.alloy",
+            "      client_ca_file  = \"/etc/alloy-tls/ca.crt\"",
+            "      client_ca     = \"/etc/alloy-tls/ca.crt\"",
+        ),
+        "client_ca",
     );
 }
