@@ -225,7 +225,35 @@ def provider_path() -> str:
     return prov["providers"][0]["options"]["path"]
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; Mimir, Grafana and Prometheus refuse the file."""
+
+
+def _mapping(loader, node, deep=False):
+    keys = [k.value for k, _ in node.value]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate key(s) {dup}", node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def check_unique_keys() -> None:
+    files = [MIMIR, RULES, ROOT / "k8s/base/mimir/alertmanager.yaml", PROVIDERS, DATASOURCES, RULE_TESTS]
+    problems = []
+    for f in files:
+        try:
+            yaml.load(f.read_text(encoding="utf-8"), Loader=_UniqueKeys)
+        except yaml.YAMLError as e:
+            problems.append(f"{f.relative_to(ROOT)}: {e}")
+    report(not problems, f"no duplicate keys in {', '.join(f.name for f in files)}"
+           + (f": {problems}" if problems else ""))
+
+
 def cmd_static() -> None:
+    check_unique_keys()
     check_dashboard()
     check_rules()
     check_compose()
