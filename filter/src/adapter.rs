@@ -12,13 +12,15 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::{self, Config};
-use crate::gate::{self, Decision, Env};
+use crate::gate::{self, Decision, Env, Verdict};
 use crate::headers;
 use crate::metrics::{self, Outcome, Pending};
+use crate::refusal::Refusal;
 use crate::reply::Reply;
 use crate::route::Signal;
 use crate::shared::{Conflict, SharedStore};
 use crate::time::seconds;
+use crate::worker::Worker;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -147,6 +149,9 @@ struct Counters {
 /// What a plugin instance holds once its config is valid; shared with its HTTP contexts.
 struct Loaded {
     config: Config,
+    /// What this VM learns while serving `config`; a VM runs one callback at a time, and no
+    /// borrow of it outlives a call into the core.
+    worker: RefCell<Worker>,
     generation: u64,
     /// The host clock as last read (at load, then every tick).
     recent_ns: Cell<i64>,
@@ -157,6 +162,7 @@ impl Loaded {
     fn new(config: Config, generation: u64, now_ns: i64) -> Loaded {
         let len = PER_TOKEN + 4 * config.tokens.len();
         let loaded = Loaded {
+            worker: RefCell::new(Worker::new(&config)),
             config,
             generation,
             recent_ns: Cell::new(now_ns),
@@ -414,6 +420,7 @@ impl HttpContext for Stream {
         let l = Rc::clone(&self.loaded);
         let decision = gate::decide(
             &l.config,
+            &mut l.worker.borrow_mut(),
             headers.iter().copied(),
             l.recent_ns.get(),
             l.generation,
@@ -427,11 +434,11 @@ impl HttpContext for Stream {
         let signal = metrics::signal_label(decision.signal);
         match decision.action {
             gate::Action::Forward(fwd) => {
-                if let Some(would_be) = decision.would_be {
+                if let Verdict::DryRun(refusal) = decision.verdict {
                     info!(
                         "otlp-gate: dry-run forwarded {signal} that would be {} token={token_id} reason={}",
-                        would_be.as_str(),
-                        decision.reason
+                        refusal.outcome().as_str(),
+                        refusal.reason()
                     );
                 } else {
                     debug!("otlp-gate: accepted {signal} token={token_id}");
@@ -455,11 +462,11 @@ impl HttpContext for Stream {
                 Action::Continue
             }
             gate::Action::Reply(reply) => {
-                if let Some(outcome) = decision.outcome {
+                if let Verdict::Refused(refusal) = decision.verdict {
                     debug!(
                         "otlp-gate: rejected {signal} outcome={} token={token_id} reason={}",
-                        outcome.as_str(),
-                        decision.reason
+                        refusal.outcome().as_str(),
+                        refusal.reason()
                     );
                 }
                 send(&reply);
@@ -476,6 +483,7 @@ impl HttpContext for Stream {
             self.prepaid_bytes -= prepaid;
             if !gate::charge_body(
                 &l.config,
+                &mut l.worker.borrow_mut(),
                 token,
                 bytes - prepaid,
                 l.recent_ns.get(),
@@ -493,16 +501,20 @@ impl HttpContext for Stream {
 }
 
 fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
-    let Some(outcome) = d.outcome else { return };
+    let Some(outcome) = d.verdict.outcome() else {
+        return;
+    };
     l.count(by_outcome(REQUESTS, d.signal, outcome), 1);
-    if let Some(would_be) = d.would_be {
+    if let Some(would_be) = d.verdict.would_be() {
         l.count(by_outcome(DRY_RUN, d.signal, would_be), 1);
     }
     let Some(token) = d.token else { return };
-    if outcome == Outcome::Accepted {
+    if matches!(d.verdict, Verdict::Accepted) {
         l.count(per_token(token, TOKEN_REQUESTS), 1);
     }
-    if outcome == Outcome::RateLimited || matches!(d.would_be, Some(Outcome::RateLimited)) {
+    if let Verdict::Refused(Refusal::RateLimited { .. })
+    | Verdict::DryRun(Refusal::RateLimited { .. }) = d.verdict
+    {
         l.count(per_token(token, TOKEN_THROTTLED), 1);
         // Throttled bytes are what the client declared (the body is never read).
         let declared = gate::declared_length(headers.iter().copied()).unwrap_or(0);

@@ -11,6 +11,7 @@ use crate::metrics;
 use crate::reply::{RETRY_INFO_TYPE, RetryInfo, RpcStatus};
 use crate::shared::{Conflict, MemStore, SharedStore};
 use crate::time::parse_rfc3339;
+use crate::worker::Worker;
 
 const BEHAVIOUR: &str = include_str!("../../tests/cases/behaviour.json");
 const CONFIG_ERRORS: &str = include_str!("../../tests/cases/config_errors.json");
@@ -105,6 +106,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 
 fn decide<'c>(
     cfg: &'c config::Config,
+    worker: &mut Worker,
     headers: &[(String, String)],
     recent_ns: i64,
     env: &mut TestEnv,
@@ -112,7 +114,7 @@ fn decide<'c>(
     // Through the host's serialized form, as the adapter reads it.
     let block = crate::headers::serialize(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     let pairs = crate::headers::parse(&block).expect("serialized headers parse");
-    gate::decide(cfg, pairs.iter().copied(), recent_ns, 1, env)
+    gate::decide(cfg, worker, pairs.iter().copied(), recent_ns, 1, env)
 }
 
 /// Checks a decoded Status against `{"code", "message_contains", "retry_delay"}`.
@@ -178,26 +180,27 @@ fn check_case(doc: &Value, case: &Value, lag_s: i64) {
         now_ns: now,
         ..TestEnv::default()
     };
+    let mut worker = Worker::new(&cfg);
     // Earlier requests at the same instant (rate limits, failed-auth counting).
     if let Some(prior) = case.get("prior") {
         let preq = prior.get("request").unwrap_or(req);
         let ph = request_headers(preq, &doc["tokens"]);
         env.peer = peer_of(preq);
         for _ in 0..prior["count"].as_u64().unwrap() {
-            decide(&cfg, &ph, recent, &mut env);
+            decide(&cfg, &mut worker, &ph, recent, &mut env);
         }
     }
     env.peer = peer_of(req);
-    let d = decide(&cfg, &headers, recent, &mut env);
+    let d = decide(&cfg, &mut worker, &headers, recent, &mut env);
     let exp = &case["expect"];
 
     assert_eq!(
-        d.outcome.map(|o| o.as_str()),
+        d.verdict.outcome().map(|o| o.as_str()),
         exp["outcome"].as_str(),
         "{name}: outcome"
     );
     assert_eq!(
-        d.would_be.map(|o| o.as_str()),
+        d.verdict.would_be().map(|o| o.as_str()),
         exp["would_be"].as_str(),
         "{name}: would-be outcome"
     );

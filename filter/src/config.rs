@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::cidr::Cidr;
+use crate::credentials::ct_eq;
 use crate::rate::Rate;
 use crate::route::Signal;
 use crate::throttle::Policy;
@@ -62,7 +63,8 @@ impl Token {
     }
 }
 
-/// A validated configuration.
+/// A validated configuration: what was parsed, nothing that changes while it serves (what a
+/// worker learns while serving it is a `worker::Worker`).
 #[derive(Clone, Debug)]
 pub struct Config {
     pub path_prefix: String,
@@ -86,16 +88,6 @@ pub struct Config {
     pub sha256_hex: String,
     by_digest: HashMap<[u8; 32], usize>,
     by_id: HashMap<String, usize>,
-    /// The replies this configuration sends, kept once built (in this realm; see `reply.rs`).
-    pub canned: crate::reply::Canned,
-    /// Tokens already found by digest, by their presented bytes, and tokens already refused
-    /// as unknown (see `recent.rs`).
-    recent: crate::recent::Recent<usize>,
-    refused: crate::recent::Recent<()>,
-    /// This VM's leases of rate budgets (see `rate.rs`).
-    pub leases: crate::rate::Leases,
-    /// Client addresses this VM saw cooling down after failed authentications.
-    pub cooling: crate::throttle::Cooling,
 }
 
 impl Config {
@@ -105,29 +97,6 @@ impl Config {
         let index = *self.by_digest.get(digest)?;
         let token = self.tokens.get(index)?;
         ct_eq(&token.digest, digest).then_some((index, token))
-    }
-
-    /// The configured token a client presented: remembered tokens (accepted or refused)
-    /// without hashing, others by their SHA-256 digest (and then remembered).
-    pub fn lookup(&self, presented: &[u8]) -> Option<(usize, &Token)> {
-        if let Some(index) = self.recent.get(presented) {
-            return self.tokens.get(index).map(|t| (index, t));
-        }
-        if self.refused.get(presented).is_some() {
-            return None;
-        }
-        match self.find(&digest(presented)) {
-            Some(found) => {
-                self.recent.insert(presented, found.0);
-                Some(found)
-            }
-            None => {
-                if presented.len() <= crate::recent::MAX_REFUSED_LEN {
-                    self.refused.insert(presented, ());
-                }
-                None
-            }
-        }
     }
 
     /// Whether a token with this id is configured.
@@ -178,12 +147,6 @@ impl Config {
             })
             .collect()
     }
-}
-
-/// Equality without an early exit, so timing does not reveal how many leading bytes matched
-/// (the length is not secret).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// SHA-256 of a token.
@@ -750,12 +713,7 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         sha256_hex: hex(&digest(canonical.as_bytes())),
         by_digest,
         by_id: ids,
-        canned: crate::reply::Canned::new(&realm),
         realm,
-        recent: crate::recent::Recent::new(crate::recent::ACCEPTED_SLOTS),
-        refused: crate::recent::Recent::new(crate::recent::REFUSED_SLOTS),
-        leases: crate::rate::Leases::default(),
-        cooling: crate::throttle::Cooling::default(),
     })
 }
 
@@ -953,25 +911,6 @@ mod tests {
             Some("p")
         );
         assert!(c.find(&digest(b"plaintext-token-0002")).is_none());
-        // The same answers through the remembering lookup, twice (second time from memory).
-        for _ in 0..2 {
-            assert_eq!(
-                c.lookup(b"plaintext-token-0001")
-                    .map(|(i, t)| (i, t.id.as_str())),
-                Some((0, "p"))
-            );
-            assert!(c.lookup(b"plaintext-token-0002").is_none());
-        }
-        assert_eq!(
-            c.recent.len(),
-            1,
-            "only the token that was found is remembered as accepted"
-        );
-        assert_eq!(c.refused.len(), 1, "the unknown one as refused");
-        let long = vec![b'x'; crate::recent::MAX_REFUSED_LEN + 1];
-        assert!(c.lookup(&long).is_none());
-        assert!(c.lookup(&long).is_none());
-        assert_eq!(c.refused.len(), 1, "a token too long to remember is not");
         assert_eq!(c.warnings().len(), 1);
         assert!(!c.warnings()[0].contains("plaintext-token-0001"));
     }
@@ -1201,16 +1140,8 @@ mod tests {
     }
 
     #[test]
-    fn ct_eq_and_hex() {
+    fn hex_round_trips() {
         let a = digest(b"x");
-        let mut b = a;
-        assert!(ct_eq(&a, &b));
-        b[31] ^= 1;
-        assert!(!ct_eq(&a, &b));
-        assert!(ct_eq(b"", b""));
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"ab"), "different lengths");
         assert_eq!(parse_hex_digest(&hex(&a)), Some(a));
     }
 }

@@ -180,6 +180,12 @@ fn raw_token<'a>(token: &'a [u8], place: &'static str) -> Presented<'a> {
     Presented::Token(Cow::Borrowed(token))
 }
 
+/// Equality without an early exit, so timing does not reveal how many leading bytes of a
+/// credential (or its digest) matched (the length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// RFC 6750 b64token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_b64token(t: &[u8]) -> bool {
     let body_len = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
@@ -218,6 +224,19 @@ mod tests {
                 api_key_header: key,
             },
         )
+    }
+
+    #[test]
+    fn ct_eq_is_equality() {
+        let a = [7u8; 32];
+        let mut b = a;
+        assert!(ct_eq(&a, &b));
+        b[31] ^= 1;
+        assert!(!ct_eq(&a, &b));
+        assert!(ct_eq(b"", b""));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"), "different lengths");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The decision for one request, as a function of the configuration, the request headers, a
-//! recent clock reading and an `Env` (client address, shared data, the exact clock). The
-//! proxy-wasm adapter only reads headers in, applies the result and counts it; natively `Env`
-//! is a fake, so all of this is table-tested without wasm.
+//! The decision for one request, as a function of the configuration, the worker's state for it
+//! (which the decision updates), the request headers, a recent clock reading and an `Env`
+//! (client address, shared data, the exact clock). The proxy-wasm adapter only reads headers
+//! in, applies the result and counts it; natively `Env` is a fake, so all of this is
+//! table-tested without wasm.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -13,11 +14,13 @@ use crate::credentials::{self, Presented, Sources};
 use crate::headers::same;
 use crate::metrics::Outcome;
 use crate::rate::{Bucket, Lease};
-use crate::reply::{self, Refusal, Reply};
+use crate::refusal::Refusal;
+use crate::reply::{self, Reply};
 use crate::route::{self, Encoding, Route, Signal};
 use crate::shared::{self, SharedStore};
 use crate::throttle::{self, Slot};
 use crate::time::seconds;
+use crate::worker::Worker;
 
 /// What the gate needs from its host besides headers.
 pub trait Env: SharedStore {
@@ -89,30 +92,53 @@ impl<'c> Forward<'c> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<'c> {
     Forward(Forward<'c>),
-    /// Shared with the configuration, which keeps the replies it sends (`reply::Canned`).
+    /// Shared with the worker, which keeps the replies it sends (`reply::Canned`).
     Reply(Rc<Reply>),
+}
+
+/// How a request ended, for counting and logging (the reply or forward is in `Action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not counted (healthz).
+    Uncounted,
+    Accepted,
+    Refused(Refusal),
+    /// Would have been refused, but dry-run mode forwarded it.
+    DryRun(Refusal),
+}
+
+impl Verdict {
+    /// The `outcome` label it is counted under; `None` for requests that are not counted.
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Verdict::Uncounted => None,
+            Verdict::Accepted => Some(Outcome::Accepted),
+            Verdict::Refused(r) => Some(r.outcome()),
+            Verdict::DryRun(_) => Some(Outcome::DryRun),
+        }
+    }
+
+    /// For a dry-run forward, the outcome it would have had.
+    pub fn would_be(self) -> Option<Outcome> {
+        match self {
+            Verdict::DryRun(r) => Some(r.outcome()),
+            _ => None,
+        }
+    }
 }
 
 /// What to do with a request and how to count it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision<'c> {
     pub action: Action<'c>,
-    /// `None` for requests that are not counted (healthz). `DryRun` when a rejection was
-    /// forwarded because of dry-run mode; `would_be` then says what it would have been.
-    pub outcome: Option<Outcome>,
-    pub would_be: Option<Outcome>,
+    pub verdict: Verdict,
     pub signal: Option<Signal>,
     /// Index into `Config::tokens` of the token that was presented and recognised.
     pub token: Option<usize>,
-    /// Short reason for logs (never contains a credential).
-    pub reason: &'static str,
     /// Body bytes already charged to the token's byte budget (its declared `content-length`,
     /// charged when the request was admitted); body chunks beyond them are charged as they pass.
     pub prepaid_bytes: u64,
 }
-
-/// Why a request is refused: the reply, the outcome label and a log reason.
-type Failure = (Refusal, Outcome, &'static str);
 
 /// Shared-data key of a token's rate bucket.
 pub fn rate_key(token_id: &str) -> String {
@@ -154,8 +180,16 @@ pub fn slot_key(index: u32) -> String {
 /// of the host clock taken at most a tick ago: it settles validity windows away from their
 /// boundaries and failed-auth windows (seconds); rate buckets and boundaries within
 /// [`CLOCK_MARGIN_S`] use `Env::now_ns`.
+///
+/// The steps, in order: `scan` the headers once; `route_request` by method and path; find the
+/// `credential`; run the `token_checks` and the `limits` on a recognised token; count a failed
+/// authentication against the client address (`failed_auth`); then `forward` (accepted, or
+/// refused under dry-run) or `refuse`. The steps are `#[inline(always)]`: they are parts of
+/// this one function, and at opt-level "z" each would otherwise be a call that passes the scan
+/// and the clock through memory, on every request.
 pub fn decide<'c, 'h, H>(
     cfg: &'c Config,
+    worker: &mut Worker,
     headers: H,
     recent_ns: i64,
     generation: u64,
@@ -164,21 +198,98 @@ pub fn decide<'c, 'h, H>(
 where
     H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
 {
+    let scan = scan(cfg, headers.clone());
+    let (signal, upstream_path) = match route_request(cfg, &scan) {
+        Route::Http {
+            signal,
+            upstream_path,
+        } => (signal, Some(upstream_path)),
+        Route::Grpc { signal } => (signal, None),
+        Route::Healthz => return healthz(cfg, generation),
+        Route::MethodNotAllowed { signal, allow } => {
+            let refusal = Refusal::MethodNotAllowed(allow);
+            return refuse(cfg, worker, scan.encoding, refusal, signal, None);
+        }
+        Route::NotFound => {
+            return refuse(cfg, worker, scan.encoding, Refusal::NotFound, None, None);
+        }
+    };
+
     let mut clock = Clock {
         recent_ns,
         exact_ns: None,
     };
-    let sources = Sources {
+    let (found, checked) = match credential(cfg, worker, &scan) {
+        Err(refusal) => (None, Err(refusal)),
+        Ok((index, token)) => {
+            let checked = token_checks(cfg, token, signal, &mut clock, headers.clone(), env)
+                .and_then(|()| limits(worker, index, token, &mut clock, headers.clone(), env));
+            (Some((index, token)), checked)
+        }
+    };
+    let index = found.map(|(i, _)| i);
+    let token = found.map(|(_, t)| t);
+    let refusal = match checked {
+        Ok(prepaid_bytes) => {
+            return Decision {
+                action: forward(cfg, &scan, upstream_path, token),
+                verdict: Verdict::Accepted,
+                signal: Some(signal),
+                token: index,
+                prepaid_bytes,
+            };
+        }
+        Err(refusal) => failed_auth(cfg, worker, refusal, recent_ns, headers, env),
+    };
+
+    // Dry-run forwards what it would refuse, except to an address in a failed-auth cooldown
+    // when only the token is in dry-run mode.
+    let throttled = matches!(refusal, Refusal::AuthThrottled { .. });
+    if cfg.dry_run || token.is_some_and(|t| t.dry_run && !throttled) {
+        return Decision {
+            action: forward(cfg, &scan, upstream_path, token),
+            verdict: Verdict::DryRun(refusal),
+            signal: Some(signal),
+            token: index,
+            prepaid_bytes: 0,
+        };
+    }
+    refuse(cfg, worker, scan.encoding, refusal, Some(signal), index)
+}
+
+/// What one pass over the request headers finds: everything the decision reads from them,
+/// except `content-length` and `x-forwarded-for`, which only some checks need (looked up then).
+struct Scan<'h> {
+    method: &'h [u8],
+    path: &'h [u8],
+    encoding: Encoding,
+    credentials: credentials::Found<'h>,
+    /// The client sent the tenant or the identity header (which it must not set itself).
+    has_tenant: bool,
+    has_identity: bool,
+}
+
+/// Where the configuration says credentials may come from.
+fn sources(cfg: &Config) -> Sources<'_> {
+    Sources {
         accept_basic: cfg.accept_basic,
         api_key_header: cfg.api_key_header.as_deref(),
-    };
-    // One pass over the headers gathers everything the decision reads.
+    }
+}
+
+/// Step 1: reads every header once.
+#[inline(always)]
+fn scan<'h, H>(cfg: &Config, headers: H) -> Scan<'h>
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let sources = sources(cfg);
     let mut method: &[u8] = b"";
     let mut path: &[u8] = b"";
     let mut content_type = None;
-    let mut found = credentials::Found::default();
+    let mut credentials = credentials::Found::default();
     let (mut has_tenant, mut has_identity) = (false, false);
-    for (name, value) in headers.clone() {
+    for (name, value) in headers {
         if let Some(b':') = name.first() {
             // Pseudo-headers: never a credential, tenant or identity (config refuses those).
             match name {
@@ -191,217 +302,248 @@ where
         if same(name, "content-type") {
             content_type = Some(value);
         }
-        if !found.see(name, value, sources) {
+        if !credentials.see(name, value, sources) {
             has_tenant |= same(name, &cfg.tenant_header);
             has_identity |= same(name, &cfg.identity_header);
         }
     }
-    let encoding = Encoding::from_content_type(content_type);
-    let reply = |refusal: Refusal,
-                 outcome: Outcome,
-                 signal: Option<Signal>,
-                 token: Option<usize>,
-                 reason| Decision {
-        action: Action::Reply(cfg.canned.get(refusal, encoding, &cfg.realm)),
-        outcome: Some(outcome),
-        would_be: None,
-        signal,
-        token,
-        reason,
-        prepaid_bytes: 0,
-    };
-    // Non-UTF-8 method or path cannot be an OTLP endpoint.
-    let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
-        return reply(
-            Refusal::NotFound,
-            Outcome::NotFound,
-            None,
-            None,
-            "not an OTLP path",
-        );
-    };
-
-    let (signal, upstream_path) =
-        match route::route(&cfg.path_prefix, method, path, encoding == Encoding::Grpc) {
-            Route::Http {
-                signal,
-                upstream_path,
-            } => (signal, Some(upstream_path)),
-            Route::Grpc { signal } => (signal, None),
-            Route::Healthz => {
-                return Decision {
-                    action: Action::Reply(Rc::new(reply::healthz(
-                        generation,
-                        &cfg.sha256_hex,
-                        cfg.tokens.len(),
-                    ))),
-                    outcome: None,
-                    would_be: None,
-                    signal: None,
-                    token: None,
-                    reason: "healthz",
-                    prepaid_bytes: 0,
-                };
-            }
-            Route::MethodNotAllowed { signal, allow } => {
-                return reply(
-                    Refusal::MethodNotAllowed(allow),
-                    Outcome::MethodNotAllowed,
-                    signal,
-                    None,
-                    "method not allowed",
-                );
-            }
-            Route::NotFound => {
-                return reply(
-                    Refusal::NotFound,
-                    Outcome::NotFound,
-                    None,
-                    None,
-                    "not an OTLP path",
-                );
-            }
-        };
-
-    // Everything below either forwards (possibly under dry-run) or refuses with `refusal`.
-    // Forwarding sets the tenant and identity from the token (a set replaces every value the
-    // client sent) and removes the credential and any client-sent tenant/identity header that
-    // is not being set. Only headers the request carries are removed: each edit is a hostcall.
-    let forward = |token: Option<&'c Token>| {
-        let tenant = token.and_then(|t| t.tenant.as_deref());
-        // The four names are distinct (the configuration refuses overlaps), so a header that
-        // is set is replaced in place and needs no removal, and no removal touches a set one.
-        let set = [
-            tenant.map(|v| (cfg.tenant_header.as_str(), v)),
-            token.map(|t| (cfg.identity_header.as_str(), t.id.as_str())),
-        ];
-        let remove = [
-            found.has_authorization().then_some("authorization"),
-            cfg.api_key_header
-                .as_deref()
-                .filter(|_| found.has_api_key()),
-            (has_tenant && tenant.is_none()).then_some(cfg.tenant_header.as_str()),
-            (has_identity && token.is_none()).then_some(cfg.identity_header.as_str()),
-        ];
-        Action::Forward(Forward {
-            path: upstream_path.clone(),
-            remove,
-            set,
-        })
-    };
-
-    let mut prepaid_bytes = 0;
-    let (found, failure): (Option<(usize, &Token)>, Option<Failure>) =
-        match found.presented(sources) {
-            Presented::Missing => (
-                None,
-                Some((Refusal::Missing, Outcome::Missing, "no credentials")),
-            ),
-            Presented::Malformed(why) => (
-                None,
-                Some((Refusal::Malformed(why), Outcome::Malformed, why)),
-            ),
-            Presented::Token(t) => match cfg.lookup(&t) {
-                None => (
-                    None,
-                    Some((
-                        Refusal::InvalidToken("unknown token"),
-                        Outcome::Unknown,
-                        "unknown token",
-                    )),
-                ),
-                Some((i, token)) => {
-                    let request = Admitted { index: i, signal };
-                    let failure = token_failure(
-                        cfg,
-                        token,
-                        &request,
-                        &mut clock,
-                        headers.clone(),
-                        env,
-                        &mut prepaid_bytes,
-                    );
-                    (Some((i, token)), failure)
-                }
-            },
-        };
-    let index = found.map(|(i, _)| i);
-    let token = found.map(|(_, t)| t);
-
-    let Some((mut refusal, mut outcome, mut reason)) = failure else {
-        return Decision {
-            action: forward(token),
-            outcome: Some(Outcome::Accepted),
-            would_be: None,
-            signal: Some(signal),
-            token: index,
-            reason: "accepted",
-            prepaid_bytes,
-        };
-    };
-
-    // A failed authentication (not a valid token used beyond its rights) counts against the
-    // client address; past the limit the answer becomes 429 for the cooldown.
-    let auth_failure = matches!(
-        outcome,
-        Outcome::Missing
-            | Outcome::Malformed
-            | Outcome::Unknown
-            | Outcome::Expired
-            | Outcome::Disabled
-    );
-    if auth_failure
-        && let Some(policy) = &cfg.failed_auth
-        && let Some(ip) = client(cfg, headers.clone(), env)
-    {
-        // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
-        let now = seconds(clock.recent_ns);
-        let blocked = match cfg.cooling.blocked(ip, now) {
-            Some(left) => Some(Some(left)),
-            None => {
-                let key = slot_key(throttle::slot_index(ip, policy.table_size));
-                let blocked = shared::update(env, &key, |cur| {
-                    let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
-                    (slot.encode(), blocked)
-                });
-                // Learned from shared data: this worker answers the rest of the cooldown alone.
-                if let Some(Some(left)) = blocked {
-                    let until = now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
-                    cfg.cooling.remember(ip, until);
-                }
-                blocked
-            }
-        };
-        match blocked {
-            Some(Some(retry_after)) => {
-                refusal = Refusal::AuthThrottled { retry_after };
-                outcome = Outcome::AuthThrottled;
-                reason = "too many failed authentications from this address";
-            }
-            Some(None) => {}
-            None => env.contended(),
-        }
+    Scan {
+        method,
+        path,
+        encoding: Encoding::from_content_type(content_type),
+        credentials,
+        has_tenant,
+        has_identity,
     }
-
-    if cfg.dry_run || token.is_some_and(|t| t.dry_run && outcome != Outcome::AuthThrottled) {
-        return Decision {
-            action: forward(token),
-            outcome: Some(Outcome::DryRun),
-            would_be: Some(outcome),
-            signal: Some(signal),
-            token: index,
-            reason,
-            prepaid_bytes,
-        };
-    }
-    reply(refusal, outcome, Some(signal), index, reason)
 }
 
-/// A request whose token was recognised: what its checks need besides the token.
-struct Admitted {
-    /// The token's index in `Config::tokens`.
-    index: usize,
+/// Step 2: where the method and path lead (see `route.rs`). A method or path that is not
+/// UTF-8 cannot be an OTLP endpoint.
+#[inline(always)]
+fn route_request(cfg: &Config, scan: &Scan) -> Route {
+    let (Ok(method), Ok(path)) = (
+        std::str::from_utf8(scan.method),
+        std::str::from_utf8(scan.path),
+    ) else {
+        return Route::NotFound;
+    };
+    route::route(
+        &cfg.path_prefix,
+        method,
+        path,
+        scan.encoding == Encoding::Grpc,
+    )
+}
+
+/// The answer to `GET {prefix}/healthz` (not counted).
+fn healthz<'c>(cfg: &Config, generation: u64) -> Decision<'c> {
+    Decision {
+        action: Action::Reply(Rc::new(reply::healthz(
+            generation,
+            &cfg.sha256_hex,
+            cfg.tokens.len(),
+        ))),
+        verdict: Verdict::Uncounted,
+        signal: None,
+        token: None,
+        prepaid_bytes: 0,
+    }
+}
+
+/// Step 3: the configured token the request presents (its index and entry), or why there is
+/// none.
+#[inline(always)]
+fn credential<'c>(
+    cfg: &'c Config,
+    worker: &mut Worker,
+    scan: &Scan,
+) -> Result<(usize, &'c Token), Refusal> {
+    match scan.credentials.presented(sources(cfg)) {
+        Presented::Missing => Err(Refusal::Missing),
+        Presented::Malformed(why) => Err(Refusal::Malformed(why)),
+        Presented::Token(t) => worker.lookup(cfg, &t).ok_or(Refusal::Unknown),
+    }
+}
+
+/// Step 4: the checks on a recognised token, in order: disabled, validity window, signal
+/// scope, source address. The first failure wins.
+#[inline(always)]
+fn token_checks<'h, H>(
+    cfg: &Config,
+    token: &Token,
     signal: Signal,
+    clock: &mut Clock,
+    headers: H,
+    env: &mut dyn Env,
+) -> Result<(), Refusal>
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    if token.disabled {
+        return Err(Refusal::Disabled);
+    }
+    if token.not_before.is_some_and(|nb| !clock.reached(nb, env)) {
+        return Err(Refusal::NotYetValid);
+    }
+    if token.expires_at.is_some_and(|exp| clock.reached(exp, env)) {
+        return Err(Refusal::Expired);
+    }
+    if !token.allows(signal) {
+        return Err(Refusal::ForbiddenSignal(signal));
+    }
+    if !token.source_cidrs.is_empty() {
+        let allowed = client(cfg, headers, env)
+            .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
+        if !allowed {
+            return Err(Refusal::ForbiddenSource);
+        }
+    }
+    Ok(())
+}
+
+/// Step 5: the token's rate limit, from the worker's lease or else a round with the shared
+/// bucket. An admitted request under a byte limit has its declared length charged: the result
+/// is how many bytes (0 otherwise).
+#[inline(always)]
+fn limits<'h, H>(
+    worker: &mut Worker,
+    index: usize,
+    token: &Token,
+    clock: &mut Clock,
+    headers: H,
+    env: &mut dyn Env,
+) -> Result<u64, Refusal>
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let Some(rate) = &token.rate else {
+        return Ok(0);
+    };
+    let declared = if rate.bytes_per_second.is_some() {
+        declared_length(headers).unwrap_or(0)
+    } else {
+        0
+    };
+    let admitted = if worker
+        .leases
+        .take(index, rate, true, declared, clock.recent_ns)
+    {
+        Some(Ok(()))
+    } else {
+        draw(worker, index, token, env, clock, true, declared)
+    };
+    match admitted {
+        Some(Ok(())) => Ok(declared),
+        Some(Err(retry_after)) => Err(Refusal::RateLimited { retry_after }),
+        // Every attempt conflicted: other workers are writing this bucket right now.
+        // Serve the request rather than throttle on no information; it is counted.
+        None => {
+            env.contended();
+            Ok(0)
+        }
+    }
+}
+
+/// Step 5 for a refused request, the failed-auth limit: a failed authentication (not a valid
+/// token used beyond its rights) counts against the client address; past the limit the
+/// refusal becomes 429 for the cooldown.
+#[inline(always)]
+fn failed_auth<'h, H>(
+    cfg: &Config,
+    worker: &mut Worker,
+    refusal: Refusal,
+    recent_ns: i64,
+    headers: H,
+    env: &mut dyn Env,
+) -> Refusal
+where
+    H: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    if !refusal.failed_auth() {
+        return refusal;
+    }
+    let Some(policy) = &cfg.failed_auth else {
+        return refusal;
+    };
+    let Some(ip) = client(cfg, headers, env) else {
+        return refusal;
+    };
+    // Failure windows and cooldowns are whole seconds: a reading a tick old will do.
+    let now = seconds(recent_ns);
+    let blocked = match worker.cooling.blocked(ip, now) {
+        Some(left) => Some(Some(left)),
+        None => {
+            let key = slot_key(throttle::slot_index(ip, policy.table_size));
+            let blocked = shared::update(env, &key, |cur| {
+                let (slot, blocked) = Slot::fail(cur.and_then(Slot::decode), ip, now, policy);
+                (slot.encode(), blocked)
+            });
+            // Learned from shared data: this worker answers the rest of the cooldown alone.
+            if let Some(Some(left)) = blocked {
+                let until = now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
+                worker.cooling.remember(ip, until);
+            }
+            blocked
+        }
+    };
+    match blocked {
+        Some(Some(retry_after)) => Refusal::AuthThrottled { retry_after },
+        Some(None) => refusal,
+        None => {
+            env.contended();
+            refusal
+        }
+    }
+}
+
+/// Step 6: the header changes that forward the request. Forwarding sets the tenant and
+/// identity from the token (a set replaces every value the client sent) and removes the
+/// credential and any client-sent tenant/identity header that is not being set. Only headers
+/// the request carries are removed: each edit is a hostcall.
+#[inline(always)]
+fn forward<'c>(
+    cfg: &'c Config,
+    scan: &Scan,
+    path: Option<Cow<'static, str>>,
+    token: Option<&'c Token>,
+) -> Action<'c> {
+    let tenant = token.and_then(|t| t.tenant.as_deref());
+    // The four names are distinct (the configuration refuses overlaps), so a header that is
+    // set is replaced in place and needs no removal, and no removal touches a set one.
+    let set = [
+        tenant.map(|v| (cfg.tenant_header.as_str(), v)),
+        token.map(|t| (cfg.identity_header.as_str(), t.id.as_str())),
+    ];
+    let remove = [
+        scan.credentials
+            .has_authorization()
+            .then_some("authorization"),
+        cfg.api_key_header
+            .as_deref()
+            .filter(|_| scan.credentials.has_api_key()),
+        (scan.has_tenant && tenant.is_none()).then_some(cfg.tenant_header.as_str()),
+        (scan.has_identity && token.is_none()).then_some(cfg.identity_header.as_str()),
+    ];
+    Action::Forward(Forward { path, remove, set })
+}
+
+/// A refusal answered with its reply, in the client's encoding (kept by the worker once built).
+#[inline(always)]
+fn refuse<'c>(
+    cfg: &Config,
+    worker: &mut Worker,
+    encoding: Encoding,
+    refusal: Refusal,
+    signal: Option<Signal>,
+    token: Option<usize>,
+) -> Decision<'c> {
+    Decision {
+        action: Action::Reply(worker.canned.get(refusal, encoding, &cfg.realm)),
+        verdict: Verdict::Refused(refusal),
+        signal,
+        token,
+        prepaid_bytes: 0,
+    }
 }
 
 /// The declared body length (`content-length`), if it is a plain decimal number (Envoy
@@ -413,96 +555,11 @@ pub fn declared_length<'h>(headers: impl IntoIterator<Item = (&'h [u8], &'h [u8]
     std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
-/// The checks on a recognised token, in order: disabled, validity window, signal scope,
-/// source address, rate. The first failure wins. An admitted request under a byte limit has
-/// its declared length charged; `prepaid_bytes` says how much.
-fn token_failure<'h, H>(
-    cfg: &Config,
-    token: &Token,
-    request: &Admitted,
-    clock: &mut Clock,
-    headers: H,
-    env: &mut dyn Env,
-    prepaid_bytes: &mut u64,
-) -> Option<Failure>
-where
-    H: IntoIterator<Item = (&'h [u8], &'h [u8])> + Clone,
-{
-    if token.disabled {
-        return Some((
-            Refusal::InvalidToken("token disabled"),
-            Outcome::Disabled,
-            "token disabled",
-        ));
-    }
-    if token.not_before.is_some_and(|nb| !clock.reached(nb, env)) {
-        return Some((
-            Refusal::InvalidToken("token not yet valid"),
-            Outcome::Expired,
-            "token not yet valid",
-        ));
-    }
-    if token.expires_at.is_some_and(|exp| clock.reached(exp, env)) {
-        return Some((
-            Refusal::InvalidToken("token expired"),
-            Outcome::Expired,
-            "token expired",
-        ));
-    }
-    if !token.allows(request.signal) {
-        return Some((
-            Refusal::Scope(request.signal),
-            Outcome::ForbiddenSignal,
-            "signal not allowed",
-        ));
-    }
-    if !token.source_cidrs.is_empty() {
-        let allowed = client(cfg, headers.clone(), env)
-            .is_some_and(|ip| token.source_cidrs.iter().any(|c| c.contains(ip)));
-        if !allowed {
-            return Some((
-                Refusal::Source,
-                Outcome::ForbiddenSource,
-                "source address not allowed",
-            ));
-        }
-    }
-    if let Some(rate) = &token.rate {
-        let declared = if rate.bytes_per_second.is_some() {
-            declared_length(headers.clone()).unwrap_or(0)
-        } else {
-            0
-        };
-        let admitted = if cfg
-            .leases
-            .take(request.index, rate, true, declared, clock.recent_ns)
-        {
-            Some(Ok(()))
-        } else {
-            draw(cfg, request.index, token, env, clock, true, declared)
-        };
-        match admitted {
-            Some(Ok(())) => *prepaid_bytes = declared,
-            Some(Err(retry_after)) => {
-                return Some((
-                    Refusal::RateLimited { retry_after },
-                    Outcome::RateLimited,
-                    "rate limit exceeded",
-                ));
-            }
-            // Every attempt conflicted: other workers are writing this bucket right now.
-            // Serve the request rather than throttle on no information; it is counted.
-            None => env.contended(),
-        }
-    }
-    None
-}
-
 /// One round with a token's shared bucket (see [`Bucket::draw`]): the worker's lease goes
 /// back, and the next one is kept. `None` when every CAS attempt conflicted (the lease is kept);
 /// a token without a rate has no bucket, and nothing to refuse.
 fn draw(
-    cfg: &Config,
+    worker: &mut Worker,
     index: usize,
     token: &Token,
     env: &mut dyn Env,
@@ -514,7 +571,7 @@ fn draw(
         return Some(Ok(()));
     };
     let now_ns = clock.exact_ns(env);
-    let returned = cfg.leases.get(index);
+    let returned = worker.leases.get(index);
     let result = shared::update(env, &rate_key(&token.id), |cur| {
         let mut b = cur
             .and_then(Bucket::decode)
@@ -530,7 +587,7 @@ fn draw(
         // The returned lease is in the bucket now.
         Err(_) => Lease::default(),
     };
-    cfg.leases.set(index, lease);
+    worker.leases.set(index, lease);
     Some(result.map(drop))
 }
 
@@ -555,6 +612,7 @@ where
 /// the exact clock). Returns false when the shared-data update gave up after CAS conflicts.
 pub fn charge_body(
     cfg: &Config,
+    worker: &mut Worker,
     token: usize,
     bytes: u64,
     recent_ns: i64,
@@ -566,14 +624,14 @@ pub fn charge_body(
     let Some(rate) = t.rate.filter(|r| r.bytes_per_second.is_some()) else {
         return true;
     };
-    if bytes == 0 || cfg.leases.take(token, &rate, false, bytes, recent_ns) {
+    if bytes == 0 || worker.leases.take(token, &rate, false, bytes, recent_ns) {
         return true;
     }
     let mut clock = Clock {
         recent_ns,
         exact_ns: None,
     };
-    draw(cfg, token, t, env, &mut clock, false, bytes).is_some()
+    draw(worker, token, t, env, &mut clock, false, bytes).is_some()
 }
 
 #[cfg(test)]
@@ -612,8 +670,15 @@ mod tests {
             ..TestEnv::default()
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_bytes(), *v));
-        let d = decide(&cfg, pairs, recent_s * S, 1, &mut env);
-        (d.outcome.unwrap(), env.clock_reads)
+        let d = decide(
+            &cfg,
+            &mut Worker::new(&cfg),
+            pairs,
+            recent_s * S,
+            1,
+            &mut env,
+        );
+        (d.verdict.outcome().unwrap(), env.clock_reads)
     }
 
     #[test]

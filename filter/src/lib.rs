@@ -11,12 +11,14 @@ pub mod headers;
 pub mod metrics;
 pub mod rate;
 mod recent;
+pub mod refusal;
 pub mod reply;
 pub mod route;
 pub mod shared;
 pub mod structpb;
 pub mod throttle;
 pub mod time;
+pub mod worker;
 
 #[cfg(test)]
 mod cases;

@@ -15,8 +15,6 @@
 //! refuse a request while another still holds a lease (at most 10 ms of the rate each). Rates
 //! below 100 requests per second lease nothing and behave exactly as one shared bucket.
 
-use std::cell::RefCell;
-
 /// A lease covers this many seconds of the token's rate...
 const LEASE_RATE_S: f64 = 0.01;
 /// ...and at most this share of its burst (or byte capacity).
@@ -100,32 +98,31 @@ impl Lease {
     }
 }
 
-/// A worker's leases by token index, part of one parsed configuration: a reload starts with
-/// none (what the old ones held is dropped, at most one lease per token and worker).
-/// Interior mutability as in `recent.rs`: a VM runs one callback at a time.
+/// A worker's leases by token index, part of its state for one configuration (`worker.rs`): a
+/// reload starts with none (what the old ones held is dropped, at most one lease per token and
+/// worker).
 #[derive(Clone, Debug, Default)]
-pub struct Leases(RefCell<Vec<Lease>>);
+pub struct Leases(Vec<Lease>);
 
 impl Leases {
     /// The lease of token `index` (an empty one if none was taken).
     pub fn get(&self, index: usize) -> Lease {
-        self.0.borrow().get(index).copied().unwrap_or_default()
+        self.0.get(index).copied().unwrap_or_default()
     }
 
-    pub fn set(&self, index: usize, lease: Lease) {
-        let mut v = self.0.borrow_mut();
-        if v.len() <= index {
-            v.resize(index + 1, Lease::default());
+    pub fn set(&mut self, index: usize, lease: Lease) {
+        if self.0.len() <= index {
+            self.0.resize(index + 1, Lease::default());
         }
-        if let Some(slot) = v.get_mut(index) {
+        if let Some(slot) = self.0.get_mut(index) {
             *slot = lease;
         }
     }
 
     /// [`Lease::take`] on token `index`'s lease.
-    pub fn take(&self, index: usize, rate: &Rate, request: bool, bytes: u64, now: i64) -> bool {
-        let mut v = self.0.borrow_mut();
-        v.get_mut(index)
+    pub fn take(&mut self, index: usize, rate: &Rate, request: bool, bytes: u64, now: i64) -> bool {
+        self.0
+            .get_mut(index)
             .is_some_and(|l| l.take(rate, request, bytes, now))
     }
 }

@@ -9,14 +9,14 @@
 //!
 //! Each is direct-mapped (a token that lands on a taken slot replaces it): fixed memory, and
 //! no hash map code of its own in the module. Slots are compared in constant time; `Debug` is
-//! redacted. Both belong to one parsed configuration: a reload starts new, empty ones, so a
-//! removed token is never found after the reload that removed it, nor an added one refused.
-//! `throttle::Cooling` keeps client addresses cooling down in a third table of the same kind.
+//! redacted. Both are part of a worker's state for one configuration (`worker.rs`): a reload
+//! starts new, empty ones, so a removed token is never found after the reload that removed it,
+//! nor an added one refused. `throttle::Cooling` keeps client addresses cooling down in a third
+//! table of the same kind.
 
-use std::cell::RefCell;
 use std::hash::BuildHasher;
 
-use crate::config::ct_eq;
+use crate::credentials::ct_eq;
 
 /// Slots of the accepted-token table per VM (a power of two).
 pub const ACCEPTED_SLOTS: usize = 4096;
@@ -29,12 +29,10 @@ pub const MAX_REFUSED_LEN: usize = 256;
 /// A remembered token's bytes and what is known about it (its index, or nothing).
 type Slot<V> = Option<(Box<[u8]>, V)>;
 
-/// One table. Interior mutability: the configuration is shared read-only by every request of
-/// a VM, and a VM runs one callback at a time.
-#[derive(Clone)]
+/// One table.
 pub struct Recent<V> {
     /// Empty until the first token is remembered.
-    slots: RefCell<Vec<Slot<V>>>,
+    slots: Vec<Slot<V>>,
     /// A power of two.
     size: usize,
     hasher: hashbrown::DefaultHashBuilder,
@@ -50,7 +48,7 @@ impl<V: Copy> Recent<V> {
     /// An empty table of `size` slots (rounded up to a power of two).
     pub fn new(size: usize) -> Recent<V> {
         Recent {
-            slots: RefCell::new(Vec::new()),
+            slots: Vec::new(),
             size: size.next_power_of_two(),
             hasher: hashbrown::DefaultHashBuilder::default(),
         }
@@ -63,8 +61,7 @@ impl<V: Copy> Recent<V> {
 
     /// What is remembered for these bytes.
     pub fn get(&self, token: &[u8]) -> Option<V> {
-        let slots = self.slots.try_borrow().ok()?;
-        match slots.get(self.slot(token))? {
+        match self.slots.get(self.slot(token))? {
             Some((known, value)) if ct_eq(known, token) => Some(*value),
             _ => None,
         }
@@ -72,24 +69,20 @@ impl<V: Copy> Recent<V> {
 
     /// Remembers `value` for `token` (the caller has just established it by digest),
     /// replacing whatever shared its slot.
-    pub fn insert(&self, token: &[u8], value: V) {
+    pub fn insert(&mut self, token: &[u8], value: V) {
         let at = self.slot(token);
-        if let Ok(mut slots) = self.slots.try_borrow_mut() {
-            if slots.is_empty() {
-                slots.resize_with(self.size, || None);
-            }
-            if let Some(slot) = slots.get_mut(at) {
-                *slot = Some((token.into(), value));
-            }
+        if self.slots.is_empty() {
+            self.slots.resize_with(self.size, || None);
+        }
+        if let Some(slot) = self.slots.get_mut(at) {
+            *slot = Some((token.into(), value));
         }
     }
 
     /// How many tokens are remembered.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.slots
-            .try_borrow()
-            .map_or(0, |s| s.iter().filter(|x| x.is_some()).count())
+        self.slots.iter().filter(|x| x.is_some()).count()
     }
 }
 
@@ -101,7 +94,7 @@ mod tests {
 
     #[test]
     fn remembers_only_what_it_is_given_and_stays_bounded() {
-        let r = Recent::new(SLOTS);
+        let mut r = Recent::new(SLOTS);
         assert_eq!(r.get(b"tok-a"), None);
         r.insert(b"tok-a", 3);
         assert_eq!(r.get(b"tok-a"), Some(3));
@@ -125,7 +118,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_a_token() {
-        let r = Recent::new(SLOTS);
+        let mut r = Recent::new(SLOTS);
         r.insert(b"secret-token-value", 0);
         let shown = format!("{r:?}");
         assert!(!shown.contains("secret-token-value"), "{shown}");

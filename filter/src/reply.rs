@@ -2,12 +2,12 @@
 //! HTTP error page), and `google.rpc.Status` bodies in protobuf or JSON for OTLP/HTTP, as the
 //! OTLP specification requires. RFC 6750 `WWW-Authenticate` challenges on 400/401/403.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use prost::Message as _;
 
-use crate::route::{Encoding, Signal};
+use crate::refusal::{GrpcCode, Refusal};
+use crate::route::Encoding;
 
 /// `google.rpc.Status` (google/rpc/status.proto); `details` is never sent.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -47,41 +47,6 @@ pub struct Duration {
 
 pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
-/// gRPC status codes used here (also the `google.rpc.Code` values in Status bodies).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GrpcCode {
-    InvalidArgument = 3,
-    PermissionDenied = 7,
-    ResourceExhausted = 8,
-    Unimplemented = 12,
-    Unauthenticated = 16,
-}
-
-/// Why a request is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No credential: 401 with a bare challenge (RFC 6750 §3.1: no error code).
-    Missing,
-    /// Unusable request: 400 `invalid_request`.
-    Malformed(&'static str),
-    /// Unknown, expired, not yet valid or disabled token: 401 `invalid_token`.
-    InvalidToken(&'static str),
-    /// Valid token without this signal: 403 `insufficient_scope`.
-    Scope(Signal),
-    NotFound,
-    MethodNotAllowed(&'static str),
-    /// Valid token from an address outside its `source_cidrs`: 403.
-    Source,
-    /// The token's rate limit: 429 with Retry-After and RetryInfo.
-    RateLimited {
-        retry_after: u64,
-    },
-    /// The client address is cooling down after repeated failed authentications: 429.
-    AuthThrottled {
-        retry_after: u64,
-    },
-}
-
 /// A reply the filter sends instead of forwarding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -115,124 +80,56 @@ impl Reply {
     }
 }
 
-impl Refusal {
-    pub fn message(self) -> String {
-        match self {
-            Refusal::Missing => "missing credentials: send Authorization: Bearer <token>".into(),
-            Refusal::Malformed(why) => format!("invalid request: {why}"),
-            Refusal::InvalidToken(why) => format!("invalid token: {why}"),
-            Refusal::Scope(s) => format!("token is not allowed to send {}", s.as_str()),
-            Refusal::NotFound => {
-                "not found: OTLP/HTTP endpoints are POST <prefix>/v1/{logs,metrics,traces}".into()
+/// The reply for `refusal` in the client's encoding (see `refusal.rs` for what it says).
+pub fn refused(refusal: Refusal, encoding: Encoding, realm: &str) -> Reply {
+    let (status, code) = refusal.status();
+    let message = refusal.message();
+    let retry = refusal.retry_after();
+    let details: Vec<Any> = retry
+        .map(|secs| Any {
+            type_url: RETRY_INFO_TYPE.into(),
+            value: RetryInfo {
+                retry_delay: Some(Duration {
+                    seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+                    nanos: 0,
+                }),
             }
-            Refusal::MethodNotAllowed(allow) => format!("method not allowed: use {allow}"),
-            Refusal::Source => "token is not allowed from this client address".into(),
-            Refusal::RateLimited { retry_after } => {
-                format!("rate limit exceeded for this token; retry after {retry_after}s")
-            }
-            Refusal::AuthThrottled { retry_after } => format!(
-                "too many failed authentications from this address; retry after {retry_after}s"
-            ),
+            .encode_to_vec(),
+        })
+        .into_iter()
+        .collect();
+    let status_msg = RpcStatus {
+        code: code as i32,
+        message,
+        details,
+    };
+    if encoding == Encoding::Grpc {
+        // gRPC carries RetryInfo in the binary `grpc-status-details-bin` trailer.
+        let mut headers = Vec::new();
+        if retry.is_some() {
+            use base64::Engine as _;
+            let bin =
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(status_msg.encode_to_vec());
+            headers.push(("grpc-status-details-bin".to_owned(), bin));
         }
+        return Reply::new(200, headers, Vec::new(), Some((code, status_msg.message)));
     }
-
-    fn status(self) -> (u16, GrpcCode) {
-        match self {
-            Refusal::Missing | Refusal::InvalidToken(_) => (401, GrpcCode::Unauthenticated),
-            Refusal::Malformed(_) => (400, GrpcCode::InvalidArgument),
-            Refusal::Scope(_) => (403, GrpcCode::PermissionDenied),
-            Refusal::NotFound => (404, GrpcCode::Unimplemented),
-            Refusal::MethodNotAllowed(_) => (405, GrpcCode::Unimplemented),
-            Refusal::Source => (403, GrpcCode::PermissionDenied),
-            Refusal::RateLimited { .. } | Refusal::AuthThrottled { .. } => {
-                (429, GrpcCode::ResourceExhausted)
-            }
-        }
+    let mut headers = Vec::with_capacity(3);
+    if let Some(c) = refusal.challenge(realm) {
+        headers.push(("www-authenticate".to_owned(), c));
     }
-
-    fn challenge(self, realm: &str) -> Option<String> {
-        match self {
-            Refusal::Missing => Some(format!("Bearer realm=\"{realm}\"")),
-            Refusal::Malformed(_) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\""
-            )),
-            Refusal::InvalidToken(_) => {
-                Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""))
-            }
-            Refusal::Scope(s) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
-                s.as_str()
-            )),
-            Refusal::Source => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
-            )),
-            Refusal::NotFound
-            | Refusal::MethodNotAllowed(_)
-            | Refusal::RateLimited { .. }
-            | Refusal::AuthThrottled { .. } => None,
-        }
+    if let Refusal::MethodNotAllowed(allow) = refusal {
+        headers.push(("allow".to_owned(), allow.to_owned()));
     }
-
-    fn retry_after(self) -> Option<u64> {
-        match self {
-            Refusal::RateLimited { retry_after } | Refusal::AuthThrottled { retry_after } => {
-                Some(retry_after)
-            }
-            _ => None,
-        }
+    if let Some(secs) = retry {
+        headers.push(("retry-after".to_owned(), secs.to_string()));
     }
-
-    /// Builds the reply in the client's encoding.
-    pub fn reply(self, encoding: Encoding, realm: &str) -> Reply {
-        let (status, code) = self.status();
-        let message = self.message();
-        let retry = self.retry_after();
-        let details: Vec<Any> = retry
-            .map(|secs| Any {
-                type_url: RETRY_INFO_TYPE.into(),
-                value: RetryInfo {
-                    retry_delay: Some(Duration {
-                        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
-                        nanos: 0,
-                    }),
-                }
-                .encode_to_vec(),
-            })
-            .into_iter()
-            .collect();
-        let status_msg = RpcStatus {
-            code: code as i32,
-            message,
-            details,
-        };
-        if encoding == Encoding::Grpc {
-            // gRPC carries RetryInfo in the binary `grpc-status-details-bin` trailer.
-            let mut headers = Vec::new();
-            if retry.is_some() {
-                use base64::Engine as _;
-                let bin = base64::engine::general_purpose::STANDARD_NO_PAD
-                    .encode(status_msg.encode_to_vec());
-                headers.push(("grpc-status-details-bin".to_owned(), bin));
-            }
-            return Reply::new(200, headers, Vec::new(), Some((code, status_msg.message)));
-        }
-        let mut headers = Vec::with_capacity(3);
-        if let Some(c) = self.challenge(realm) {
-            headers.push(("www-authenticate".to_owned(), c));
-        }
-        if let Refusal::MethodNotAllowed(allow) = self {
-            headers.push(("allow".to_owned(), allow.to_owned()));
-        }
-        if let Some(secs) = retry {
-            headers.push(("retry-after".to_owned(), secs.to_string()));
-        }
-        let (content_type, body) = match encoding {
-            Encoding::Protobuf => ("application/x-protobuf", status_msg.encode_to_vec()),
-            _ => ("application/json", json_status(&status_msg, retry)),
-        };
-        headers.push(("content-type".to_owned(), content_type.to_owned()));
-        Reply::new(status, headers, body, None)
-    }
+    let (content_type, body) = match encoding {
+        Encoding::Protobuf => ("application/x-protobuf", status_msg.encode_to_vec()),
+        _ => ("application/json", json_status(&status_msg, retry)),
+    };
+    headers.push(("content-type".to_owned(), content_type.to_owned()));
+    Reply::new(status, headers, body, None)
 }
 
 /// Replies as sent, so a refusal a client triggers again and again is built once: the missing
@@ -240,16 +137,17 @@ impl Refusal {
 /// misconfigured or hostile client triggers them on every request, and building one costs more
 /// than the rest of the decision), the others on first use in a few slots replaced in turn (a
 /// 429 carries its seconds to wait, so it is rebuilt at most once a second per encoding).
+/// Part of a worker's state for one configuration (`worker.rs`), built in its realm.
 #[derive(Clone, Debug)]
 pub struct Canned {
     fixed: Vec<Rc<Reply>>,
-    recent: RefCell<Vec<(Refusal, Encoding, Rc<Reply>)>>,
+    recent: Vec<(Refusal, Encoding, Rc<Reply>)>,
     /// The slot of `recent` replaced next.
-    next: Cell<usize>,
+    next: usize,
 }
 
 /// The refusals `Canned` holds from the start, in order.
-const CANNED: [Refusal; 2] = [Refusal::Missing, Refusal::InvalidToken("unknown token")];
+const CANNED: [Refusal; 2] = [Refusal::Missing, Refusal::Unknown];
 const ENCODINGS: [Encoding; 3] = [Encoding::Grpc, Encoding::Protobuf, Encoding::Json];
 /// Replies built on demand and kept: a few refusals in each encoding.
 const RECENT_REPLIES: usize = 8;
@@ -259,41 +157,41 @@ impl Canned {
         let mut fixed = Vec::with_capacity(CANNED.len() * ENCODINGS.len());
         for r in CANNED {
             for e in ENCODINGS {
-                fixed.push(Rc::new(r.reply(e, realm)));
+                fixed.push(Rc::new(refused(r, e, realm)));
             }
         }
         Canned {
             fixed,
-            recent: RefCell::new(Vec::new()),
-            next: Cell::new(0),
+            recent: Vec::new(),
+            next: 0,
         }
     }
 
     /// The reply for `refusal` in `encoding`: a kept one, or one built now (and kept).
-    pub fn get(&self, refusal: Refusal, encoding: Encoding, realm: &str) -> Rc<Reply> {
+    pub fn get(&mut self, refusal: Refusal, encoding: Encoding, realm: &str) -> Rc<Reply> {
         let e = ENCODINGS.iter().position(|c| *c == encoding).unwrap_or(0);
         if let Some(r) = CANNED.iter().position(|c| *c == refusal)
             && let Some(reply) = self.fixed.get(r * ENCODINGS.len() + e)
         {
             return Rc::clone(reply);
         }
-        let mut recent = self.recent.borrow_mut();
-        if let Some((_, _, reply)) = recent
+        if let Some((_, _, reply)) = self
+            .recent
             .iter()
             .find(|(r, e, _)| *r == refusal && *e == encoding)
         {
             return Rc::clone(reply);
         }
-        let reply = Rc::new(refusal.reply(encoding, realm));
+        let reply = Rc::new(refused(refusal, encoding, realm));
         let kept = (refusal, encoding, Rc::clone(&reply));
-        if recent.len() < RECENT_REPLIES {
-            recent.push(kept);
+        if self.recent.len() < RECENT_REPLIES {
+            self.recent.push(kept);
         } else {
-            let i = self.next.get() % RECENT_REPLIES;
-            if let Some(slot) = recent.get_mut(i) {
+            let i = self.next % RECENT_REPLIES;
+            if let Some(slot) = self.recent.get_mut(i) {
                 *slot = kept;
             }
-            self.next.set(i + 1);
+            self.next = i + 1;
         }
         reply
     }
@@ -330,19 +228,20 @@ pub fn healthz(generation: u64, config_sha256: &str, tokens: usize) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::Signal;
 
     #[test]
     fn kept_replies_are_the_built_ones() {
-        let canned = Canned::new("otlp");
+        let mut canned = Canned::new("otlp");
         let throttled = |secs| Refusal::AuthThrottled { retry_after: secs };
         for e in ENCODINGS {
             for r in CANNED.into_iter().chain([
-                Refusal::InvalidToken("token expired"),
+                Refusal::Expired,
                 Refusal::RateLimited { retry_after: 1 },
                 throttled(300),
             ]) {
                 let first = canned.get(r, e, "otlp");
-                assert_eq!(*first, r.reply(e, "otlp"), "{r:?} {e:?}");
+                assert_eq!(*first, refused(r, e, "otlp"), "{r:?} {e:?}");
                 assert!(
                     Rc::ptr_eq(&first, &canned.get(r, e, "otlp")),
                     "{r:?} {e:?} built once"
@@ -351,12 +250,12 @@ mod tests {
         }
         // A 429 with other seconds is another reply; the slots are replaced in turn.
         let a = canned.get(throttled(299), Encoding::Json, "otlp");
-        assert_eq!(*a, throttled(299).reply(Encoding::Json, "otlp"));
+        assert_eq!(*a, refused(throttled(299), Encoding::Json, "otlp"));
         assert_ne!(*a, *canned.get(throttled(300), Encoding::Json, "otlp"));
         for secs in 0..RECENT_REPLIES as u64 {
             canned.get(throttled(secs), Encoding::Json, "otlp");
         }
-        assert_eq!(canned.recent.borrow().len(), RECENT_REPLIES);
+        assert_eq!(canned.recent.len(), RECENT_REPLIES);
         assert!(!Rc::ptr_eq(
             &a,
             &canned.get(throttled(299), Encoding::Json, "otlp")
@@ -392,14 +291,14 @@ mod tests {
                 3,
             ),
             (
-                Refusal::InvalidToken("x"),
+                Refusal::Unknown,
                 Protobuf,
                 401,
                 Some(r#"Bearer realm="otlp", error="invalid_token""#),
                 16,
             ),
             (
-                Refusal::Scope(Signal::Logs),
+                Refusal::ForbiddenSignal(Signal::Logs),
                 Protobuf,
                 403,
                 Some(r#"Bearer realm="otlp", error="insufficient_scope", scope="logs""#),
@@ -409,7 +308,7 @@ mod tests {
             (Refusal::MethodNotAllowed("POST"), Json, 405, None, 12),
         ];
         for &(refusal, enc, status, challenge, code) in cases {
-            let r = refusal.reply(enc, "otlp");
+            let r = refused(refusal, enc, "otlp");
             assert_eq!(r.status, status, "{refusal:?}");
             assert_eq!(header(&r, "www-authenticate"), challenge, "{refusal:?}");
             assert!(r.grpc.is_none());
@@ -433,7 +332,7 @@ mod tests {
         }
         assert_eq!(
             header(
-                &Refusal::MethodNotAllowed("POST").reply(Json, "otlp"),
+                &refused(Refusal::MethodNotAllowed("POST"), Json, "otlp"),
                 "allow"
             ),
             Some("POST")
@@ -444,14 +343,17 @@ mod tests {
     fn grpc_replies_are_statuses() {
         let cases = [
             (Refusal::Missing, GrpcCode::Unauthenticated),
-            (Refusal::InvalidToken("expired"), GrpcCode::Unauthenticated),
-            (Refusal::Scope(Signal::Traces), GrpcCode::PermissionDenied),
+            (Refusal::Expired, GrpcCode::Unauthenticated),
+            (
+                Refusal::ForbiddenSignal(Signal::Traces),
+                GrpcCode::PermissionDenied,
+            ),
             (Refusal::Malformed("x"), GrpcCode::InvalidArgument),
             (Refusal::NotFound, GrpcCode::Unimplemented),
             (Refusal::MethodNotAllowed("POST"), GrpcCode::Unimplemented),
         ];
         for (refusal, code) in cases {
-            let r = refusal.reply(Encoding::Grpc, "otlp");
+            let r = refused(refusal, Encoding::Grpc, "otlp");
             assert_eq!(r.status, 200);
             assert_eq!(r.grpc, Some((code, refusal.message())));
             assert!(r.body.is_empty());

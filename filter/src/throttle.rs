@@ -124,9 +124,9 @@ impl Slot {
 /// Addresses this worker saw in a cooldown, and until when (Unix seconds), so their further
 /// failures are answered without reading shared data: a cooldown, once started, only ends at
 /// its time (a failure during it changes nothing in the slot). Kept in a [`Recent`] table by
-/// address bytes (direct-mapped, fixed size); part of one parsed configuration, like the slots'
-/// policy.
-#[derive(Clone, Debug)]
+/// address bytes (direct-mapped, fixed size); part of a worker's state for one configuration
+/// (`worker.rs`), as the slots' policy is part of the configuration.
+#[derive(Debug)]
 pub struct Cooling(Recent<i64>);
 
 /// Slots of [`Cooling`] per VM.
@@ -146,7 +146,7 @@ impl Cooling {
     }
 
     /// Remembers that `ip` cools down until `until`.
-    pub fn remember(&self, ip: IpAddr, until: i64) {
+    pub fn remember(&mut self, ip: IpAddr, until: i64) {
         self.0.insert(&addr_bytes(ip), until);
     }
 }
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn cooling_addresses_are_remembered_until_their_cooldown_ends() {
-        let c = Cooling::default();
+        let mut c = Cooling::default();
         assert_eq!(c.blocked(ip("203.0.113.1"), 0), None);
         c.remember(ip("203.0.113.1"), 300);
         assert_eq!(c.blocked(ip("203.0.113.1"), 0), Some(300));

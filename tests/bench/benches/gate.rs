@@ -266,6 +266,7 @@ fn main() {
         for path in [Path::Accept, Path::Missing, Path::Unknown] {
             let headers = path.headers();
             let mut env = native::Env::default();
+            let mut worker = otlp_gate::worker::Worker::new(&cfg);
             let mut now: i64 = 1_700_000_000_000_000_000;
             g.bench_function(
                 BenchmarkId::new(format!("decide_{}", path.name()), 1_000),
@@ -274,7 +275,14 @@ fn main() {
                         now += 1_000_000;
                         env.1 = now;
                         let h = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice()));
-                        black_box(otlp_gate::gate::decide(&cfg, h, now, 1, &mut env))
+                        black_box(otlp_gate::gate::decide(
+                            &cfg,
+                            &mut worker,
+                            h,
+                            now,
+                            1,
+                            &mut env,
+                        ))
                     });
                 },
             );
