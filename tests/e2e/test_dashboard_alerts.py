@@ -158,6 +158,11 @@ class Ops:
         a.receiver.stop()
         first = [post(a, s["team"]) for _ in range(5)]
         self.wait_scraped(time.time(), "a scrape after the first upstream failures")
+        # Sustained rate limiting: a second burst after a scrape (a token's rate_limited series
+        # appears with its first refusal, so rate() needs it to grow).
+        # (The bucket refilled meanwhile: the first may be admitted, and fail upstream.)
+        again = [post(a, s["limited"]) for _ in range(4)]
+        assert again.count(429) >= 3, again
         second = [post(a, s["team"]) for _ in range(20)]
         assert set(first + second) == {503}, first + second
         self.wait_scraped(time.time(), "a scrape after the scenario")
