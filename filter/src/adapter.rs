@@ -538,17 +538,12 @@ impl HttpContext for Stream {
                 Action::Continue
             }
             gate::Action::Reply(reply) => {
-                let mut details: &[u8] = b"";
-                let mut buf = [0u8; 48];
-                if let Verdict::Refused(refusal) = decision.verdict {
-                    details = details_of(&mut buf, refusal);
-                    // The access log names the recognised token (`%REQ(x-otlp-token-id)%`);
-                    // the request goes nowhere else.
-                    if decision.token.is_some() {
-                        self.set_http_request_header(&l.config.identity_header, Some(token_id));
-                    }
+                // A refusal of a recognised token: the access log names it
+                // (`%REQ(x-otlp-token-id)%`); the request goes nowhere else.
+                if decision.token.is_some() {
+                    self.set_http_request_header(&l.config.identity_header, Some(token_id));
                 }
-                send(&reply, details);
+                send(&reply);
                 Action::Pause
             }
         }
@@ -618,23 +613,11 @@ fn count(l: &Loaded, d: &Decision, declared: Option<u64>) {
     }
 }
 
-/// `otlp_gate.<details>` in `buf` (no allocation on the request path).
-fn details_of(buf: &mut [u8; 48], refusal: Refusal) -> &[u8] {
-    const PREFIX: &[u8] = crate::refusal::DETAILS_PREFIX.as_bytes();
-    let word = refusal.details().as_bytes();
-    let mut n = 0;
-    for (slot, b) in buf.iter_mut().zip(PREFIX.iter().chain(word)) {
-        *slot = *b;
-        n += 1;
-    }
-    buf.get(..n).unwrap_or(PREFIX)
-}
-
 /// Sends a local reply through the raw ABI call, with the header block the reply carries
 /// already serialized: nothing is built per request, and a refusal by the host is logged (the
-/// SDK's wrapper would panic, which traps the VM in Envoy). `details` is what Envoy's access log
-/// shows as `%RESPONSE_CODE_DETAILS%` (`otlp_gate.<outcome>`, see `refusal.rs`).
-fn send(reply: &Reply, details: &[u8]) {
+/// SDK's wrapper would panic, which traps the VM in Envoy). Its details are what Envoy's access
+/// log shows as `%RESPONSE_CODE_DETAILS%` (`otlp_gate.<outcome>`, see `refusal.rs`).
+fn send(reply: &Reply) {
     let (status, body, grpc_status) = match &reply.grpc {
         // Envoy sends a gRPC reply as HTTP 200 with `grpc-status` and the message.
         Some((code, message)) => (200, message.as_bytes(), *code as i32),
@@ -645,8 +628,8 @@ fn send(reply: &Reply, details: &[u8]) {
     let result = unsafe {
         proxy_send_local_response(
             status,
-            details.as_ptr(),
-            details.len(),
+            reply.details.as_ptr(),
+            reply.details.len(),
             body.as_ptr(),
             body.len(),
             reply.wire_headers.as_ptr(),
