@@ -9,7 +9,7 @@ wasm := "target/wasm32-wasip1/release/otlp_gate.wasm"
 default:
     @just --list --unsorted
 
-# Install what tests, demo and bench need on a fresh machine (apt tools, .venv, wasm target)
+# Install what tests, demo and bench need on a fresh machine, or say what to do (README "Requirements")
 setup:
     bash .ci/setup
 
@@ -31,10 +31,10 @@ lint:
     cargo clippy -q --workspace --all-targets -- -D warnings
     if rustup target list --installed | grep -qx wasm32-wasip1; then cargo clippy -q --release --target wasm32-wasip1 --lib -p otlp-gate -p hostcheck -p minimal-filter -- -D warnings; else echo "lint: wasm32-wasip1 clippy skipped (Debian toolchain fallback in use)"; fi
 
-# Unit tests: the filter's pure core and CLI, the Alloy config checker; the core again as 32-bit wasm under Node's WASI
+# Unit tests: the filter's pure core and CLI, the Alloy config checker; the core again as 32-bit wasm under wasmtime's WASI (tests/wasi-run)
 unit:
     cargo test -q -p otlp-gate -p alloy-check
-    if rustup target list --installed | grep -qx wasm32-wasip1; then CARGO_TARGET_WASM32_WASIP1_RUNNER="node {{justfile_directory()}}/tests/wasi-run.mjs" cargo test -q --target wasm32-wasip1 -p otlp-gate --lib; else echo "unit: wasm32 unit tests skipped (Debian toolchain fallback in use)"; fi
+    if rustup target list --installed | grep -qx wasm32-wasip1; then cargo build -q -p wasi-run && CARGO_TARGET_WASM32_WASIP1_RUNNER="{{justfile_directory()}}/target/debug/wasi-run" cargo test -q --target wasm32-wasip1 -p otlp-gate --lib; else echo "unit: wasm32 unit tests skipped (Debian toolchain fallback in use)"; fi
 
 # The compiled .wasm driven through the proxy-wasm ABI in the wasmtime harness
 harness: build build-test-modules
@@ -44,7 +44,7 @@ harness: build build-test-modules
 e2e: build
     python -m pytest -q -p no:cacheprovider tests/e2e
 
-# Render and validate k8s/ overlays, the Envoy bootstrap (real envoy --mode validate), alloy/config.alloy
+# Offline checks of the deployment: k8s/ overlays, the bundled module against a build of the sources, token files, Envoy (envoy --mode validate), Alloy, generated files
 validate: build
     bash k8s/validate.sh
 
@@ -65,6 +65,6 @@ demo *args: build
 bench *args: build build-test-modules
     bash tests/bench/run.sh {{args}}
 
-# Copy the built .wasm into the k8s bundle (kustomize cannot read target/) and pin its sha256
+# Copy the built .wasm (and its toolchain file) into the k8s bundle (kustomize cannot read target/) and pin its sha256
 k8s-wasm: build
     bash k8s/update-wasm.sh {{wasm}}

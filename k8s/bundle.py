@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
-"""Helpers for k8s/validate.sh, k8s/sync.sh and k8s/update-wasm.sh (stdlib + PyYAML).
+"""Helpers for k8s/validate.sh and k8s/update-wasm.sh (stdlib + PyYAML).
 
 Subcommands (run from the repository root):
-  sync [--check]              copy envoy/ and alloy/ files into the bundle, or compare them
   pin WASM [--write]          check (or rewrite) the module sha256 pinned by every token file
   tokens FILE...              token-file rules: digests only, a tenant on every token, and the
                               same Envoy settings as envoy/otlp-gate.yaml
@@ -26,16 +25,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLE_GATEWAY = ROOT / "k8s/base/gateway"
-
-# (source, copy in the bundle): kustomize cannot read outside k8s/base, so these are copied.
-COPIES = [
-    ("envoy/envoy.yaml", "k8s/base/gateway/envoy.yaml"),
-    ("envoy/otlp-gate.yaml", "k8s/base/gateway/otlp-gate.yaml"),
-    ("envoy/alloy-client-sds.yaml", "k8s/base/gateway/alloy-client-sds.yaml"),
-    ("alloy/config.alloy", "k8s/base/alloy/config.alloy"),
-    ("alloy/kubernetes.alloy", "k8s/base/alloy/kubernetes.alloy"),
-]
+BUNDLED_WASM = ROOT / "k8s/base/gateway/otlp_gate.wasm"
+BOOTSTRAP = ROOT / "envoy/envoy.yaml"
+TOKEN_FILE = ROOT / "envoy/otlp-gate.yaml"
+SDS_FILE = ROOT / "envoy/alloy-client-sds.yaml"
 
 # Where the pod mounts things (k8s/base/gateway/deployment.yaml) - the contract with envoy/.
 POD_BOOTSTRAP = "/etc/envoy/envoy.yaml"
@@ -70,8 +63,8 @@ def rel(p: Path) -> str:
 
 
 def token_files() -> list[Path]:
-    """Every ECDS token file the bundle deploys, plus the reference in envoy/."""
-    files = [ROOT / "envoy/otlp-gate.yaml", BUNDLE_GATEWAY / "otlp-gate.yaml"]
+    """Every ECDS token file the bundle deploys: envoy/'s (the base's) and each overlay's."""
+    files = [TOKEN_FILE]
     files += sorted((ROOT / "k8s/overlays").glob("*/otlp-gate.yaml"))
     return [f for f in files if f.exists()]
 
@@ -111,24 +104,6 @@ def pins(doc) -> list[tuple[list[str], str]]:
     return found
 
 
-# ---------------------------------------------------------------- sync
-
-
-def cmd_sync(check: bool) -> None:
-    for src, dst in COPIES:
-        s, d = ROOT / src, ROOT / dst
-        if not s.exists():
-            report(False, f"copy: {src} is missing")
-            continue
-        if check:
-            same = d.exists() and s.read_bytes() == d.read_bytes()
-            report(same, f"copy: {dst} {'matches' if same else 'differs from'} {src}"
-                   + ("" if same else " (run `bash k8s/sync.sh`)"))
-        else:
-            d.write_bytes(s.read_bytes())
-            print(f"copied {src} -> {dst}")
-
-
 # ---------------------------------------------------------------- pin
 
 
@@ -142,8 +117,6 @@ def cmd_pin(wasm: Path, write: bool) -> None:
            f"wasm: {len(data)} bytes fits the 1 MiB ConfigMap limit "
            f"({100 * len(data) // CONFIGMAP_LIMIT}% used)")
     for f in token_files():
-        if write and f.parent == BUNDLE_GATEWAY:
-            continue  # a copy of envoy/otlp-gate.yaml: `sync` refreshes it
         text = f.read_text(encoding="utf-8")
         found = pins(yaml.safe_load(text))
         if not found:
@@ -176,7 +149,7 @@ def strip_plugin_config(doc):
 
 
 def cmd_tokens(files: list[Path]) -> None:
-    ref_path = ROOT / "envoy/otlp-gate.yaml"
+    ref_path = TOKEN_FILE
     if not ref_path.exists():
         report(False, "tokens: envoy/otlp-gate.yaml (the reference token file) is missing")
         return
@@ -244,8 +217,8 @@ def cmd_twin(out: Path, broken: bool, bootstrap: Path | None = None) -> None:
     """envoy --mode validate checks static resources (and runs the wasm's on_configure) but never
     reads file-based ECDS: inline the token file's Wasm config in place of `config_discovery`,
     with pod paths pointed at the repository's files."""
-    boot = load_yaml(bootstrap or BUNDLE_GATEWAY / "envoy.yaml")
-    ecds = load_yaml(BUNDLE_GATEWAY / "otlp-gate.yaml")
+    boot = load_yaml(bootstrap or BOOTSTRAP)
+    ecds = load_yaml(TOKEN_FILE)
     by_name = {r.get("name"): r.get("typed_config") for r in ecds.get("resources") or []}
     inlined = 0
     for filters in find_filter_lists(boot, []):
@@ -270,14 +243,14 @@ def cmd_twin(out: Path, broken: bool, bootstrap: Path | None = None) -> None:
             inlined += 1
     if inlined == 0:
         raise SystemExit("twin: envoy.yaml has no http filter using config_discovery")
-    # The client-certificate SDS file exists in the bundle; the CA it is verified against is a
+    # The client-certificate SDS file is envoy/alloy-client-sds.yaml; the CA it is verified against is a
     # Secret in the pod, so the twin gets a throw-away CA (validate loads the trusted CA file).
     ca = out.parent / (out.stem + "-internal-ca.crt")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                     "-nodes", "-days", "1", "-subj", "/CN=twin internal CA", "-keyout", "/dev/null",
                     "-out", str(ca)], check=True, capture_output=True, timeout=60)
-    boot = replace_strings(boot, {POD_WASM: str(BUNDLE_GATEWAY / "otlp_gate.wasm"),
-                                  POD_SDS: str(BUNDLE_GATEWAY / "alloy-client-sds.yaml"),
+    boot = replace_strings(boot, {POD_WASM: str(BUNDLED_WASM),
+                                  POD_SDS: str(SDS_FILE),
                                   POD_CLIENT_TLS_DIR + "/ca.crt": str(ca)})
     leftover = [p for p in re.findall(r"/etc/[\w./-]+", yaml.safe_dump(boot))]
     if leftover:
@@ -351,9 +324,9 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
     m, cm = mounted_configmap("/etc/envoy")
     boot_cm = configmap("otlp-gate-bootstrap")
     report(boot_cm is not None and cm == boot_cm["metadata"]["name"]
-           and (boot_cm.get("data") or {}).get("envoy.yaml") == (BUNDLE_GATEWAY / "envoy.yaml").read_text(encoding="utf-8")
+           and (boot_cm.get("data") or {}).get("envoy.yaml") == BOOTSTRAP.read_text(encoding="utf-8")
            and POD_BOOTSTRAP in c.get("args", []),
-           f"{name}: Envoy runs {POD_BOOTSTRAP}, the unchanged copy of envoy/envoy.yaml")
+           f"{name}: Envoy runs {POD_BOOTSTRAP}, envoy/envoy.yaml unchanged")
 
     # The bootstrap must watch the directory the token ConfigMap is mounted at.
     boot = yaml.safe_load(boot_cm["data"]["envoy.yaml"]) if boot_cm else {}
@@ -379,7 +352,7 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
     # client-certificate Secret's mount; Alloy mounts its server certificate where config.alloy
     # reads it; both Secrets come from cert-manager Certificates of the internal CA Issuer.
     sds_text = (boot_cm.get("data") or {}).get("alloy-client-sds.yaml") if boot_cm else None
-    sds_ok = sds_text == (BUNDLE_GATEWAY / "alloy-client-sds.yaml").read_text(encoding="utf-8")
+    sds_ok = sds_text == SDS_FILE.read_text(encoding="utf-8")
     sds_paths = sds_ok and sds_text.count(POD_CLIENT_TLS_DIR) == 3
     m, _ = mounted_configmap(POD_CLIENT_TLS_DIR)
     gw_secret = (volumes.get(m["name"], {}).get("secret") or {}).get("secretName") if m else None
@@ -533,9 +506,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
-    if cmd == "sync":
-        cmd_sync("--check" in rest)
-    elif cmd == "pin" and rest:
+    if cmd == "pin" and rest:
         cmd_pin(Path(rest[0]), "--write" in rest)
     elif cmd == "tokens" and rest:
         cmd_tokens([Path(p) for p in rest])

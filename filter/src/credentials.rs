@@ -2,7 +2,9 @@
 //! case-insensitive, RFC 9110 §11.1) followed by one or more spaces and a b64token; `Basic`
 //! (RFC 7617) carrying the token as the password, as Grafana Cloud clients send it; or a raw
 //! token in a configured API-key header. More than one credential is `invalid_request`
-//! (RFC 6750 §2: clients MUST NOT use more than one method).
+//! (RFC 6750 §2: clients MUST NOT use more than one method). Another scheme (`Token`, `Digest`,
+//! `Negotiate`, or `Basic` when it is off) is no authentication information for this gate
+//! (RFC 6750 §3.1): answered as a missing credential, with the bare challenge.
 //!
 //! Error messages describe the problem and never contain the presented value.
 
@@ -30,6 +32,8 @@ pub enum Presented<'h> {
     Token(Cow<'h, [u8]>),
     /// Something was sent but cannot be a single valid credential (400 `invalid_request`).
     Malformed(&'static str),
+    /// An Authorization scheme the gate does not accept (401 without an error code).
+    Unsupported(&'static str),
 }
 
 /// Extracts the credential from request headers (names are lower-case, as Envoy keeps them;
@@ -131,10 +135,7 @@ fn from_authorization(value: &[u8], accept_basic: bool) -> Presented<'_> {
             );
         }
         Presented::Token(Cow::Borrowed(param))
-    } else if scheme.eq_ignore_ascii_case(b"basic") {
-        if !accept_basic {
-            return Presented::Malformed("Basic authorization is not accepted here; use Bearer");
-        }
+    } else if scheme.eq_ignore_ascii_case(b"basic") && accept_basic {
         if param.contains(&b',') {
             return Presented::Malformed("more than one credential in Authorization");
         }
@@ -152,10 +153,54 @@ fn from_authorization(value: &[u8], accept_basic: bool) -> Presented<'_> {
             Presented::Token(t) => Presented::Token(Cow::Owned(t.into_owned())),
             Presented::Missing => Presented::Missing,
             Presented::Malformed(why) => Presented::Malformed(why),
+            Presented::Unsupported(why) => Presented::Unsupported(why),
         }
+    } else if !scheme.iter().all(|&b| is_tchar(b)) {
+        // RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ].
+        Presented::Malformed("Authorization must be a scheme, a space and a credential")
+    } else if joins_a_credential(param, accept_basic) {
+        Presented::Malformed("more than one credential in Authorization")
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        Presented::Unsupported("Basic authorization is not accepted here")
     } else {
-        Presented::Malformed("unsupported Authorization scheme; use Bearer")
+        Presented::Unsupported("unsupported Authorization scheme")
     }
+}
+
+/// Whether the parameters of another scheme carry, after a comma, a credential this gate
+/// accepts (`Token x, Bearer y`): two credentials, not an unsupported one.
+fn joins_a_credential(param: &[u8], accept_basic: bool) -> bool {
+    param.split(|&b| b == b',').skip(1).any(|part| {
+        let part = part.trim_ascii_start();
+        let starts = |scheme: &[u8]| {
+            part.len() > scheme.len()
+                && part[..scheme.len()].eq_ignore_ascii_case(scheme)
+                && part[scheme.len()] == b' '
+        };
+        starts(b"bearer") || (accept_basic && starts(b"basic"))
+    })
+}
+
+/// RFC 9110 §5.6.2 tchar: the characters of an auth-scheme.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 fn raw_token<'a>(token: &'a [u8], place: &'static str) -> Presented<'a> {
@@ -252,6 +297,7 @@ mod tests {
     fn extraction_table() {
         let tok = |s: &str| Presented::Token(Cow::Owned(s.as_bytes().to_vec()));
         let bad = Presented::Malformed;
+        let unsupported = Presented::Unsupported;
         let basic_ok = format!("Basic {}", b64("12345:tok-abcdefghijklmnop"));
         let basic_no_colon = format!("Basic {}", b64("tok-abcdefghijklmnop"));
         let basic_empty = format!("Basic {}", b64("user:"));
@@ -345,13 +391,70 @@ mod tests {
                 vec![("authorization", "Token abc")],
                 true,
                 None,
-                bad("unsupported Authorization scheme; use Bearer"),
+                unsupported("unsupported Authorization scheme"),
             ),
             (
                 vec![("authorization", "Bearerabc")],
                 true,
                 None,
-                bad("unsupported Authorization scheme; use Bearer"),
+                unsupported("unsupported Authorization scheme"),
+            ),
+            (
+                vec![(
+                    "authorization",
+                    "Digest username=\"u\", realm=\"otlp\", nonce=\"n\", response=\"r\"",
+                )],
+                true,
+                None,
+                unsupported("unsupported Authorization scheme"),
+            ),
+            (
+                vec![("authorization", "Negotiate YIIabc==")],
+                true,
+                None,
+                unsupported("unsupported Authorization scheme"),
+            ),
+            (
+                vec![("authorization", "NTLM")],
+                true,
+                None,
+                unsupported("unsupported Authorization scheme"),
+            ),
+            (
+                vec![("authorization", "Token abc, Bearer def")],
+                true,
+                None,
+                bad("more than one credential in Authorization"),
+            ),
+            (
+                vec![("authorization", "Token abc,bearer  def")],
+                true,
+                None,
+                bad("more than one credential in Authorization"),
+            ),
+            (
+                vec![("authorization", "Token abc, Basic def")],
+                false,
+                None,
+                unsupported("unsupported Authorization scheme"),
+            ),
+            (
+                vec![("authorization", "Bearer\tabc")],
+                true,
+                None,
+                bad("Authorization must be a scheme, a space and a credential"),
+            ),
+            (
+                vec![("authorization", "\"Bearer\" abc")],
+                true,
+                None,
+                bad("Authorization must be a scheme, a space and a credential"),
+            ),
+            (
+                vec![("authorization", "Bearer: abc")],
+                true,
+                None,
+                bad("Authorization must be a scheme, a space and a credential"),
             ),
             (
                 vec![("authorization", basic_ok.as_str())],
@@ -363,7 +466,7 @@ mod tests {
                 vec![("authorization", basic_ok.as_str())],
                 false,
                 None,
-                bad("Basic authorization is not accepted here; use Bearer"),
+                unsupported("Basic authorization is not accepted here"),
             ),
             (
                 vec![("authorization", basic_no_colon.as_str())],

@@ -361,6 +361,7 @@ fn credential<'c>(
     match scan.credentials.presented(sources(cfg)) {
         Presented::Missing => Err(Refusal::Missing),
         Presented::Malformed(why) => Err(Refusal::Malformed(why)),
+        Presented::Unsupported(why) => Err(Refusal::Unsupported(why)),
         Presented::Token(t) => worker.lookup(cfg, &t).ok_or(Refusal::Unknown),
     }
 }

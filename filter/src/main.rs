@@ -1,20 +1,20 @@
 //! `otlp-gate`: the operator CLI. It validates configurations with exactly the code the filter
-//! runs, and creates tokens so that only their digests ever reach a config file.
+//! runs, and creates tokens so that only their digests ever reach a config file. The token
+//! commands (`tokencmd`) edit token files in place; this file dispatches and runs `check`.
+
+mod httpget;
+mod report;
+mod tokencmd;
+mod tokenfile;
 
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use base64::Engine as _;
 use otlp_gate::config::{self, Config};
 use otlp_gate::time::format_rfc3339;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-const TOKEN_NEW_HELP: &str = r"  otlp-gate token new --id ID [--tenant T] [--signals logs,metrics,traces]
-                      [--not-before RFC3339] [--expires RFC3339] [--json]
-      Print a fresh 256-bit token (once) and the config entry holding only its sha256.
-      The entry is validated with the filter's rules first; --json prints it as JSON
-      instead of YAML. Times look like 2027-01-01T00:00:00Z.
-";
+use tokencmd::{ADD_HELP, LIST_HELP, NEW_HELP, REVOKE_HELP, ROTATE_HELP};
 const HASH_HELP: &str = r#"  otlp-gate hash
       Read one token from stdin (one trailing newline is trimmed, so `echo "$T" |` is
       right) and print its sha256, the value for a token entry's `sha256`.
@@ -30,16 +30,16 @@ const CHECK_HELP: &str = r"  otlp-gate check FILE
 fn usage(part: Option<&str>) -> String {
     let body = match part {
         Some(p) => p.to_owned(),
-        None => format!("{TOKEN_NEW_HELP}{HASH_HELP}{CHECK_HELP}"),
+        None => format!(
+            "{NEW_HELP}{ADD_HELP}{ROTATE_HELP}{REVOKE_HELP}{LIST_HELP}{}{HASH_HELP}{CHECK_HELP}",
+            report::HELP
+        ),
     };
     format!(
         "otlp-gate: operator CLI for the otlp-gate Envoy filter\n\nUSAGE:\n{body}\n\
          Exit status: 0 ok, 1 invalid input, 2 usage error.\n"
     )
 }
-
-/// Prefix of generated tokens: lets secret scanners recognise a leaked otlp-gate token.
-const TOKEN_PREFIX: &str = "otlpgate_";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,7 +69,14 @@ enum Failure {
 fn run(args: &[&str]) -> Result<String, Failure> {
     if args.iter().any(|a| matches!(*a, "-h" | "--help")) {
         return Ok(usage(match args.first().copied() {
-            Some("token") => Some(TOKEN_NEW_HELP),
+            Some("token") => Some(match args.get(1).copied() {
+                Some("add") => ADD_HELP,
+                Some("rotate") => ROTATE_HELP,
+                Some("revoke") => REVOKE_HELP,
+                Some("list") => LIST_HELP,
+                Some("report") => report::HELP,
+                _ => NEW_HELP,
+            }),
             Some("hash") => Some(HASH_HELP),
             Some("check") => Some(CHECK_HELP),
             _ => None,
@@ -77,9 +84,17 @@ fn run(args: &[&str]) -> Result<String, Failure> {
     }
     match args {
         [] | ["help", ..] => Ok(usage(None)),
-        ["token", "new", rest @ ..] => token_new(&parse_flags(rest, &["--json"])?),
-        ["token", ..] => Err(Failure::Usage(
-            "unknown token command (did you mean `token new`?)".into(),
+        ["token", cmd, rest @ ..] => match tokencmd::run(cmd, rest, tokencmd::now()) {
+            Some(done) => done.map(|d| {
+                eprint!("{}", d.stderr);
+                d.stdout
+            }),
+            None => Err(Failure::Usage(format!(
+                "unknown token command {cmd:?} (new, add, rotate, revoke, list, report)"
+            ))),
+        },
+        ["token"] => Err(Failure::Usage(
+            "token needs a command (new, add, rotate, revoke, list, report)".into(),
         )),
         ["hash"] => {
             let mut input = Vec::new();
@@ -97,119 +112,6 @@ fn run(args: &[&str]) -> Result<String, Failure> {
             "unknown command or arguments for {cmd:?}"
         ))),
     }
-}
-
-/// `--flag value` pairs and boolean switches.
-fn parse_flags<'a>(
-    args: &[&'a str],
-    switches: &[&str],
-) -> Result<Vec<(&'a str, Option<&'a str>)>, Failure> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(&flag) = it.next() {
-        if !flag.starts_with("--") {
-            return Err(Failure::Usage(format!("unexpected argument {flag:?}")));
-        }
-        if switches.contains(&flag) {
-            out.push((flag, None));
-        } else {
-            let value = it
-                .next()
-                .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
-            out.push((flag, Some(*value)));
-        }
-    }
-    Ok(out)
-}
-
-fn token_new(flags: &[(&str, Option<&str>)]) -> Result<String, Failure> {
-    let mut entry = Map::new();
-    let mut as_json = false;
-    let mut id = None;
-    for &(flag, value) in flags {
-        let v = value.unwrap_or_default();
-        match flag {
-            "--id" => id = Some(v),
-            "--tenant" => {
-                entry.insert("tenant".into(), json!(v));
-            }
-            "--signals" => {
-                let list: Vec<&str> = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                entry.insert("signals".into(), json!(list));
-            }
-            "--expires" => {
-                entry.insert("expires_at".into(), json!(v));
-            }
-            "--not-before" => {
-                entry.insert("not_before".into(), json!(v));
-            }
-            "--json" => as_json = true,
-            other => return Err(Failure::Usage(format!("unknown option {other}"))),
-        }
-    }
-    let id = id.ok_or_else(|| Failure::Usage("token new needs --id".into()))?;
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| Failure::Invalid(format!("no randomness available: {e}\n")))?;
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-    );
-    entry.insert("id".into(), json!(id));
-    entry.insert(
-        "sha256".into(),
-        json!(config::hex(&config::digest(token.as_bytes()))),
-    );
-    // Validate the entry with the filter's own rules before printing anything.
-    let probe = json!({ "tokens": [Value::Object(entry.clone())] });
-    if let Err(errors) = config::parse(probe.to_string().as_bytes()) {
-        let list: Vec<String> = errors
-            .iter()
-            .map(|e| format!("  {}\n", e.to_string().replace("tokens[0].", "")))
-            .collect();
-        return Err(Failure::Invalid(format!(
-            "token new: invalid entry:\n{}",
-            list.concat()
-        )));
-    }
-    let ordered = [
-        "id",
-        "sha256",
-        "tenant",
-        "signals",
-        "not_before",
-        "expires_at",
-    ];
-    let mut out = format!(
-        "# New token {id:?}: shown once, store it in your secret manager and give it to the client:\n{token}\n\n"
-    );
-    if as_json {
-        let mut obj = Map::new();
-        for k in ordered {
-            if let Some(v) = entry.get(k) {
-                obj.insert(k.into(), v.clone());
-            }
-        }
-        out.push_str(&format!(
-            "# Config entry (append to \"tokens\"):\n{}\n",
-            Value::Object(obj)
-        ));
-    } else {
-        out.push_str("# Config entry (append under `tokens:` in the ECDS file, then `otlp-gate check` it):\n");
-        let mut first = true;
-        for k in ordered {
-            if let Some(v) = entry.get(k) {
-                out.push_str(if first { "- " } else { "  " });
-                out.push_str(&format!("{k}: {v}\n"));
-                first = false;
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn hash(input: &[u8]) -> Result<String, Failure> {
@@ -362,6 +264,8 @@ fn summary(location: &str, cfg: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use tokencmd::TOKEN_PREFIX;
 
     #[test]
     fn usage_errors() {

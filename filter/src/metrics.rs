@@ -188,7 +188,7 @@ pub const CONFIG_HASH: &str = "otlp_gate_config_hash";
 pub const WARN_BEFORE: &str = "otlp_gate_warn_before_seconds";
 
 /// Counter increments held in wasm memory until the next flush. Each `proxy_increment_metric`
-/// is a hostcall (about 0.8 µs of Envoy CPU with V8), and an accepted request bumps two
+/// is a hostcall (Envoy CPU per call: tests/bench/README.md), and an accepted request bumps two
 /// counters; the adapter hands the sums to the host on every tick (100 ms) instead, so a
 /// busy worker makes a handful of hostcalls per tick rather than two per request.
 /// Counters are dense indices; only the ones touched since the last flush are visited.

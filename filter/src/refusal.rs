@@ -29,6 +29,9 @@ pub enum Refusal {
     MethodNotAllowed(&'static str),
     /// No credential: 401 with a bare challenge (RFC 6750 §3.1: no error code).
     Missing,
+    /// An Authorization scheme the gate does not accept (says which): no authentication
+    /// information either (RFC 6750 §3.1), so 401 with the bare challenge, counted as `missing`.
+    Unsupported(&'static str),
     /// Credential headers that cannot be one valid credential (says why): 400 `invalid_request`.
     Malformed(&'static str),
     /// A token no configured one matches: 401 `invalid_token`.
@@ -55,7 +58,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => Outcome::NotFound,
             Refusal::MethodNotAllowed(_) => Outcome::MethodNotAllowed,
-            Refusal::Missing => Outcome::Missing,
+            Refusal::Missing | Refusal::Unsupported(_) => Outcome::Missing,
             Refusal::Malformed(_) => Outcome::Malformed,
             Refusal::Unknown => Outcome::Unknown,
             Refusal::Disabled => Outcome::Disabled,
@@ -73,6 +76,7 @@ impl Refusal {
         matches!(
             self,
             Refusal::Missing
+                | Refusal::Unsupported(_)
                 | Refusal::Malformed(_)
                 | Refusal::Unknown
                 | Refusal::Disabled
@@ -87,7 +91,7 @@ impl Refusal {
             Refusal::NotFound => "not an OTLP path",
             Refusal::MethodNotAllowed(_) => "method not allowed",
             Refusal::Missing => "no credentials",
-            Refusal::Malformed(why) => why,
+            Refusal::Unsupported(why) | Refusal::Malformed(why) => why,
             Refusal::Unknown => "unknown token",
             Refusal::Disabled => "token disabled",
             Refusal::NotYetValid => "token not yet valid",
@@ -106,6 +110,7 @@ impl Refusal {
     pub fn details(self) -> &'static str {
         match self {
             Refusal::NotYetValid => "not_yet_valid",
+            Refusal::Unsupported(_) => "unsupported_scheme",
             _ => self.outcome().as_str(),
         }
     }
@@ -118,6 +123,7 @@ impl Refusal {
             }
             Refusal::MethodNotAllowed(allow) => format!("method not allowed: use {allow}"),
             Refusal::Missing => "missing credentials: send Authorization: Bearer <token>".into(),
+            Refusal::Unsupported(why) => format!("{why}: send Authorization: Bearer <token>"),
             Refusal::Malformed(why) => format!("invalid request: {why}"),
             Refusal::Unknown | Refusal::Disabled | Refusal::NotYetValid | Refusal::Expired => {
                 format!("invalid token: {}", self.reason())
@@ -140,6 +146,7 @@ impl Refusal {
             Refusal::MethodNotAllowed(_) => (405, GrpcCode::Unimplemented),
             Refusal::Malformed(_) => (400, GrpcCode::InvalidArgument),
             Refusal::Missing
+            | Refusal::Unsupported(_)
             | Refusal::Unknown
             | Refusal::Disabled
             | Refusal::NotYetValid
@@ -156,7 +163,7 @@ impl Refusal {
     /// The RFC 6750 `WWW-Authenticate` challenge of an HTTP reply, if it carries one.
     pub fn challenge(self, realm: &str) -> Option<String> {
         match self {
-            Refusal::Missing => Some(format!("Bearer realm=\"{realm}\"")),
+            Refusal::Missing | Refusal::Unsupported(_) => Some(format!("Bearer realm=\"{realm}\"")),
             Refusal::Malformed(_) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_request\""
             )),
@@ -193,10 +200,11 @@ mod tests {
     use super::*;
 
     /// Every kind of refusal once.
-    const ALL: [Refusal; 12] = [
+    const ALL: [Refusal; 13] = [
         Refusal::NotFound,
         Refusal::MethodNotAllowed("POST"),
         Refusal::Missing,
+        Refusal::Unsupported("unsupported Authorization scheme"),
         Refusal::Malformed("empty Authorization header"),
         Refusal::Unknown,
         Refusal::Disabled,
@@ -215,6 +223,7 @@ mod tests {
             ("not_found", "not an OTLP path", 404, false),
             ("method_not_allowed", "method not allowed", 405, false),
             ("missing", "no credentials", 401, true),
+            ("missing", "unsupported Authorization scheme", 401, true),
             ("malformed", "empty Authorization header", 400, true),
             ("unknown", "unknown token", 401, true),
             ("disabled", "token disabled", 401, true),
@@ -252,7 +261,8 @@ mod tests {
             );
             let word = d.strip_prefix(DETAILS_PREFIX).unwrap();
             assert!(
-                word == r.outcome().as_str() || r == Refusal::NotYetValid,
+                word == r.outcome().as_str()
+                    || matches!(r, Refusal::NotYetValid | Refusal::Unsupported(_)),
                 "{d} for {r:?}"
             );
         }

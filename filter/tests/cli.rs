@@ -36,11 +36,13 @@ fn new_token_hash_and_check_round_trip() {
     let dir = std::env::temp_dir().join(format!("otlp-gate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tokens.yaml");
+    // The entry comes indented for the `tokens:` list of envoy/otlp-gate.yaml (column 10).
     let entry: String = out
         .lines()
-        .skip_while(|l| !l.starts_with("- "))
-        .map(|l| format!("  {l}\n"))
+        .skip_while(|l| !l.starts_with("          - "))
+        .map(|l| format!("{}\n", l.strip_prefix("          ").unwrap()))
         .collect();
+    assert!(entry.starts_with("- id: \"ci\"\n  sha256: "), "{entry}");
     std::fs::write(&file, format!("tokens:\n{entry}")).unwrap();
     let (code, out, err) = cli(&["check", file.to_str().unwrap()], b"");
     assert_eq!(code, 0, "{err}");
@@ -95,5 +97,62 @@ fn check_refuses_and_locates_every_problem_in_an_ecds_file() {
         assert!(err.contains(want), "{want:?} in {err}");
     }
     assert!(!out.contains("secret-value") && !err.contains("secret-value"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn token_lifecycle_through_the_binary() {
+    let dir = std::env::temp_dir().join(format!("otlp-gate-cli-life-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("otlp-gate.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/otlp-gate.yaml"),
+        &file,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    // stdout is the token and nothing else; stderr says what happened, without the token.
+    let (code, out, err) = cli(&["token", "add", f, "--id", "ci", "--tenant", "ci"], b"");
+    assert_eq!(code, 0, "{err}");
+    let token = out.strip_suffix('\n').unwrap();
+    assert!(token.starts_with("otlpgate_") && !token.contains(char::is_whitespace));
+    assert!(
+        err.contains("added token \"ci\"") && !err.contains(token),
+        "{err}"
+    );
+    let (code, digest, _) = cli(&["hash"], out.as_bytes());
+    assert_eq!(code, 0);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(digest.trim())
+    );
+    // A refused edit: exit 1, check's message, nothing on stdout.
+    let (code, out, err) = cli(&["token", "add", f, "--id", "ci", "--tenant", "ci"], b"");
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("duplicate id \"ci\""), "{err}");
+    let (code, out, _) = cli(
+        &["token", "rotate", f, "--id", "ci", "--new-id", "ci-2"],
+        b"",
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("otlpgate_"));
+    let (code, out, _) = cli(&["token", "revoke", f, "--id", "ci"], b"");
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, out, _) = cli(&["token", "list", f], b"");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ci-2 ")
+            && out
+                .lines()
+                .any(|l| l.starts_with("ci ") && l.ends_with("disabled")),
+        "{out}"
+    );
+    // Usage errors: exit 2.
+    assert_eq!(cli(&["token", "add", f, "--tenant", "x"], b"").0, 2);
+    assert_eq!(cli(&["token", "report", f], b"").0, 2);
+    assert_eq!(cli(&["token", "frob"], b"").0, 2);
+    let (code, out, _) = cli(&["token", "rotate", "--help"], b"");
+    assert!(code == 0 && out.contains("--overlap") && !out.contains("check FILE"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

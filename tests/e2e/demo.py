@@ -109,16 +109,18 @@ def main(argv: list[str]) -> int:
                 print(f"   {protocol:<15}{label:<8}{cells}")
                 ok &= all(v == expect for v in result.values())
 
-        step("the same, configured only by the environment printed below (a fresh process)")
-        env_ok = env_check(stack, token)
+        step("the same from a fresh process, in your environment as the block printed below leaves it")
+        env_ok, why = env_check(stack, token)
         print(f"   OTEL_EXPORTER_OTLP_* environment -> {'accepted' if env_ok else 'REFUSED'}")
+        if why:
+            print(indent(why))
         ok &= env_ok
 
         step("what the receiver (standing in for Alloy) got")
         print(indent(stack.summary_text()))
         step("the gate's metrics (Envoy /stats/prometheus on the probe listener)")
-        time.sleep(3 * st.FILTER_TICK_S)  # counters reach Envoy's stats on the filter's tick
-        prom = stack.prometheus()
+        # Counters reach Envoy's stats on each worker's tick: read them once they stop moving.
+        prom = st.settled(stack.prometheus)
         for (name, labels), value in sorted(prom.items()):
             if name.startswith("otlp_gate_") and value and "dry_run" not in name:
                 label_text = ",".join(f'{k}="{v}"' for k, v in labels)
@@ -149,8 +151,29 @@ def otel_env(stack, token: str) -> dict[str, str]:
     }
 
 
-def env_check(stack, token: str) -> bool:
-    """Export one span from a new process configured by nothing but the printed environment."""
+# Variables of the caller's environment that would override the printed ones for an OTLP/HTTP
+# exporter: Python's requests lets either CA bundle replace OTEL_EXPORTER_OTLP_CERTIFICATE, and
+# any other OTEL_* (a per-signal endpoint, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SDK_DISABLED, …)
+# changes where or whether the SDK exports.
+CA_OVERRIDES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def conflicting(printed: dict[str, str]) -> list[str]:
+    return sorted(k for k in os.environ
+                  if k in CA_OVERRIDES or (k.startswith("OTEL_") and k not in printed))
+
+
+def env_block(stack, token: str) -> str:
+    """The shell lines to paste: `unset` of what would get in the way, then the exports."""
+    env = otel_env(stack, token)
+    lines = [f"unset {' '.join(conflicting(env))}"] if conflicting(env) else []
+    lines += [f"export {k}={v}" for k, v in env.items()]
+    return "\n".join(lines)
+
+
+def env_check(stack, token: str) -> tuple[bool, str]:
+    """Export one span from a new process in the caller's environment as the printed block leaves
+    it (its `unset` and `export` lines applied, nothing else changed). Returns (ok, why not)."""
     code = (
         "from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter\n"
         "from opentelemetry.sdk.trace import TracerProvider\n"
@@ -162,38 +185,44 @@ def env_check(stack, token: str) -> bool:
         "tp.get_tracer('demo').start_span('env-check').end()\n"
         "raise SystemExit(0 if OTLPSpanExporter().export(mem.get_finished_spans()) == SpanExportResult.SUCCESS else 1)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")
-           and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    env.update(otel_env(stack, token))
-    return subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True).returncode == 0
+    printed = otel_env(stack, token)
+    env = {k: v for k, v in os.environ.items() if k not in conflicting(printed)}
+    env.update(printed)
+    out = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True, text=True)
+    if out.returncode == 0:
+        return True, ""
+    lines = (out.stderr or out.stdout).replace(token, "<token>").strip().splitlines()
+    return False, "\n".join(lines[-8:]) or f"exit status {out.returncode}"
 
 
 def serve(stack, token: str, editable: Path) -> None:
     import stack as st
 
-    env = otel_env(stack, token)
     print(f"""
 The stack keeps running until Ctrl-C.
 
   OTLP/HTTP   {stack.https_url}/observability/v1/{{traces,metrics,logs}}
   OTLP/gRPC   {stack.grpc_target} (TLS)
-  Grafana     {stack.https_url}/  (a stand-in page; plain http://127.0.0.1:{stack.http_port}/ redirects)
+  Grafana     {stack.https_url}/  (a stand-in page; plain http://localhost:{stack.http_port}/ redirects there)
   metrics     {stack.probe_url}/stats/prometheus     readiness {stack.probe_url}/healthz
   receiver    {stack.api_url}/api/summary.txt
   logs        {stack.logs.relative_to(ROOT)}/  (envoy.out is the access log)
 
-Point an OpenTelemetry SDK at it (the demo token is yours; it lives only in this demo):
+Point an OpenTelemetry SDK at it (the demo token is yours; it lives only in this demo). Paste
+into the shell that starts your application; a fresh process in this environment, changed by
+these lines alone, exported through the gate above:
 
-export OTEL_EXPORTER_OTLP_ENDPOINT={env['OTEL_EXPORTER_OTLP_ENDPOINT']}
-export OTEL_EXPORTER_OTLP_HEADERS={env['OTEL_EXPORTER_OTLP_HEADERS']}
-export OTEL_EXPORTER_OTLP_CERTIFICATE={env['OTEL_EXPORTER_OTLP_CERTIFICATE']}
+{env_block(stack, token)}
 
-(for OTLP/gRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT=https://{stack.grpc_target}.
-Python's OTLP/HTTP exporter lets REQUESTS_CA_BUNDLE override the certificate: unset it, or point it
-at the CA above.)
+For OTLP/gRPC, add: export OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT=https://{stack.grpc_target}
+An `unset` line appears when your environment has variables that would override these:
+REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace the certificate for Python's OTLP/HTTP exporter, and
+other OTEL_* variables change where or whether the SDK exports.
 
-Try a rotation: `just cli token new --id NAME --tenant T`, add the entry to
-{editable.relative_to(ROOT)}, save; the demo delivers it to Envoy like the kubelet does.
+Try the token lifecycle on its token file; the demo delivers every change to Envoy like the kubelet:
+  just cli token add {editable.relative_to(ROOT)} --id NAME --tenant T   # prints the new token
+  just cli token rotate {editable.relative_to(ROOT)} --id demo           # or revoke, list
+  just cli token report {editable.relative_to(ROOT)} --stats {stack.probe_url}
 """, flush=True)
     last = editable.stat().st_mtime
     try:

@@ -378,6 +378,7 @@ class Stack:
             env = {
                 "HAPROXY_HTTP_ADDR": f"127.0.0.1:{http_port}",
                 "HAPROXY_HTTPS_ADDR": f"127.0.0.1:{https_port}",
+                "HAPROXY_HTTPS_PORT": str(https_port),
                 "HAPROXY_TLS_PEM": str(self.certs.haproxy_pem),
                 "ENVOY_ADDR": f"127.0.0.1:{data}",
                 "ENVOY_PROBE_PORT": str(probe),

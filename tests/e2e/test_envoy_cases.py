@@ -103,17 +103,33 @@ def gate_stats(s: st.Stack) -> dict[str, int]:
     return {x["name"].removeprefix("wasmcustom."): x.get("value", 0) for x in r.json()["stats"] if "value" in x}
 
 
-def stats_after(s: st.Stack, before: dict[str, int], key: str | None) -> dict[str, int]:
-    """The gate's counters once `key` has moved past `before` (sums reach Envoy's stats on the
-    filter's tick); with no key, after a few ticks, so that anything wrongly counted shows."""
-    if key is None:
+def expected_counters(case: dict) -> list[str]:
+    """Every counter the case asserts has moved. Each reaches Envoy's stats on the filter's tick
+    of the worker that counted it, and two counters of one request can arrive on different
+    ticks: wait for all of them, not for one."""
+    expect = case["expect"]
+    outcome = expect.get("outcome")
+    if outcome is None:
+        return []
+    keys = [f"otlp_gate_requests_total.signal.{expect.get('signal', 'none')}.outcome.{outcome}"]
+    if expect.get("token_id") and outcome == "accepted" and not case.get("prior"):
+        keys.append(f"otlp_gate_token_requests_total.token_id.{expect['token_id']}")
+    if expect.get("would_be"):
+        keys.append(f"otlp_gate_dry_run_total.signal.{expect.get('signal', 'none')}.outcome.{expect['would_be']}")
+    return keys
+
+
+def stats_after(s: st.Stack, before: dict[str, int], keys: list[str]) -> dict[str, int]:
+    """The gate's counters once every one of `keys` has moved past `before`; with no key, after a
+    few ticks, so that anything wrongly counted shows."""
+    if not keys:
         time.sleep(3 * st.FILTER_TICK_S)
         return gate_stats(s)
 
     def moved():
         now = gate_stats(s)
-        return now if now.get(key, 0) > before.get(key, 0) else None
-    return st.wait_until(moved, 5, f"{key} to be counted")
+        return now if all(now.get(k, 0) > before.get(k, 0) for k in keys) else None
+    return st.wait_until(moved, 10, f"{', '.join(keys)} to be counted")
 
 
 def send_http(s: st.Stack, req: dict, source: str) -> st.Response:
@@ -184,8 +200,9 @@ def test_case_against_real_envoy(replay, cli, case):
     time.sleep(0.05)  # let the receiver record a forwarded request before we look
     forwarded = replay.received(seq_before)
     outcome = expect.get("outcome")
-    key = f"otlp_gate_requests_total.signal.{expect.get('signal', 'none')}.outcome.{outcome}" if outcome else None
-    delta = {k: v - stats_before.get(k, 0) for k, v in stats_after(replay, stats_before, key).items()}
+    expected = expected_counters(case)
+    key = expected[0] if expected else None
+    delta = {k: v - stats_before.get(k, 0) for k, v in stats_after(replay, stats_before, expected).items()}
 
     if "forward" in expect:
         fwd = expect["forward"]

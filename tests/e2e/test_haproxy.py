@@ -21,10 +21,16 @@ def curl(stack, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_plain_http_is_redirected_to_https(stack):
-    for path in ["/observability/v1/traces", "/", "/grafana/login"]:
-        r = st.request(f"{stack.http_url}{path}", "POST", [("host", "obs.example.test")], b"")
-        assert r.status == 308, path
-        assert r.header("location") == f"https://obs.example.test{path}"
+    """To the https frontend's port, not to https on the plain-HTTP port the request came in on."""
+    for host in ["obs.example.test", f"obs.example.test:{stack.http_port}"]:
+        for path in ["/observability/v1/traces", "/", "/grafana/login?next=%2F"]:
+            r = st.request(f"{stack.http_url}{path}", "POST", [("host", host)], b"")
+            assert r.status == 308, path
+            assert r.header("location") == f"https://obs.example.test:{stack.https_port}{path}"
+    # Followed, the redirect reaches the https frontend.
+    r = st.request(f"{stack.http_url}/observability/healthz", headers=[("host", f"localhost:{stack.http_port}")])
+    r = st.request(r.header("location"), ca=stack.certs.ca)
+    assert r.status == 200 and r.header("server") == "otlp-gate"
 
 
 @pytest.mark.parametrize("path,backend", [

@@ -78,7 +78,7 @@ fn must<T>(r: Result<T>) -> T {
 /// Time per request of each scenario, measured in alternating batches so that a machine that
 /// speeds up or slows down mid-run affects all of them alike (criterion times one benchmark
 /// after another, and on a shared VM two consecutive benchmarks of identical work can differ
-/// by 30 %). Returns the median over rounds of each scenario's ns per request.
+/// by more than the effects measured). Returns the median over rounds of each scenario's ns per request.
 fn interleaved(
     scenarios: &mut [(Scenario, Request)],
     rounds: usize,
