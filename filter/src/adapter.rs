@@ -46,7 +46,7 @@ fn metric(kind: MetricType, name: &str) -> Option<u32> {
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(e) => {
-            warn!("cannot define metric {name}: {e:?}");
+            warn_all(vec![format!("cannot define metric {name}: {e:?}")]);
             None
         }
     }
@@ -58,6 +58,20 @@ fn gauge(name: &str, value: u64) {
     if let Some(id) = metric(MetricType::Gauge, name) {
         let _ = hostcalls::record_metric(id, value);
     }
+}
+
+/// Logs each warning (one logging site: each `log` macro call costs the module ~200 bytes).
+#[inline(never)]
+fn warn_all(warnings: Vec<String>) {
+    for w in warnings {
+        warn!("otlp-gate: {w}");
+    }
+}
+
+/// Logs an error (one logging site, as `warn_all`).
+#[inline(never)]
+fn log_error(message: String) {
+    error!("otlp-gate: {message}");
 }
 
 fn bump_by(id: Option<u32>, n: i64) {
@@ -319,26 +333,24 @@ impl RootContext for Root {
                     list.push_str(sep);
                     list.push_str(&e.to_string());
                 }
-                error!(
-                    "otlp-gate: configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {list}",
+                log_error(format!(
+                    "configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {list}",
                     errors.len()
-                );
+                ));
                 return false;
             }
         };
         if let Err(e) = hostcalls::set_tick_period(TICK) {
             // Without ticks the recent clock reading would go stale: refuse the configuration
             // (whatever was loaded before stays in force).
-            error!("otlp-gate: the host refused a tick period ({e:?}); configuration not loaded");
+            log_error(format!(
+                "the host refused a tick period ({e:?}); configuration not loaded"
+            ));
             return false;
         }
-        for w in config.warnings() {
-            warn!("otlp-gate: {w}");
-        }
+        warn_all(config.warnings());
         let now = now_ns();
-        for w in config.expiry_warnings(seconds(now)) {
-            warn!("otlp-gate: {w}");
-        }
+        warn_all(config.expiry_warnings(seconds(now)));
         self.next_warning_s = seconds(now).saturating_add(EXPIRY_WARNING_PERIOD_S);
         let generation =
             crate::shared::update(&mut Host { loaded: None }, gate::GENERATION_KEY, |cur| {
@@ -394,9 +406,7 @@ impl RootContext for Root {
         l.recent_ns.set(now);
         l.flush();
         if seconds(now) >= self.next_warning_s {
-            for w in l.config.expiry_warnings(seconds(now)) {
-                warn!("otlp-gate: {w}");
-            }
+            warn_all(l.config.expiry_warnings(seconds(now)));
             self.next_warning_s = seconds(now).saturating_add(EXPIRY_WARNING_PERIOD_S);
         }
     }
@@ -435,7 +445,7 @@ impl SharedStore for Host<'_> {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(Conflict),
             Err(e) => {
-                warn!("otlp-gate: shared data write failed: {e:?}");
+                warn_all(vec![format!("shared data write failed: {e:?}")]);
                 Err(Conflict)
             }
         }
@@ -476,7 +486,7 @@ impl HttpContext for Stream {
         let block = request_header_block();
         // A buffer the host garbled reads as no headers: no credential, refused, never forwarded.
         let headers = headers::parse(&block).unwrap_or_else(|| {
-            error!("otlp-gate: the host sent a malformed request header map");
+            log_error("the host sent a malformed request header map".into());
             Vec::new()
         });
         let l = Rc::clone(&self.loaded);
@@ -506,7 +516,7 @@ impl HttpContext for Stream {
             Verdict::Refused(r) => (log::Level::Debug, "rejected", Some(r)),
             _ => (log::Level::Debug, "accepted", None),
         };
-        if decision.verdict != Verdict::Uncounted {
+        if !matches!(decision.verdict, Verdict::Uncounted) {
             log::log!(
                 level,
                 "otlp-gate: {what} {signal} outcome={} token={token_id} reason={}",
@@ -532,7 +542,7 @@ impl HttpContext for Stream {
                         .get(i)
                         .is_some_and(|t| t.rate.is_some_and(|r| r.bytes_per_second.is_some()))
                 });
-                if declared.is_none() && decision.verdict == Verdict::Accepted {
+                if declared.is_none() && matches!(decision.verdict, Verdict::Accepted) {
                     self.count_bytes = decision.token;
                 }
                 Action::Continue
@@ -638,6 +648,8 @@ fn send(reply: &Reply) {
         )
     };
     if result != 0 {
-        error!("otlp-gate: the host refused the local reply (status {result})");
+        log_error(format!(
+            "the host refused the local reply (status {result})"
+        ));
     }
 }

@@ -715,10 +715,9 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         trusted_proxies,
         warn_before_secs,
         sha256_hex: hex(&sha256),
-        hash48: sha256
-            .iter()
-            .take(6)
-            .fold(0, |acc, &b| acc << 8 | u64::from(b)),
+        hash48: u64::from_be_bytes([
+            0, 0, sha256[0], sha256[1], sha256[2], sha256[3], sha256[4], sha256[5],
+        ]),
         by_digest,
         by_id: ids,
         realm,

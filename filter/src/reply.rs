@@ -88,7 +88,7 @@ impl Reply {
 /// its details for the access log.
 pub fn refused(refusal: Refusal, encoding: Encoding, realm: &str) -> Reply {
     let mut reply = refused_reply(refusal, encoding, realm);
-    reply.details = format!("{DETAILS_PREFIX}{}", refusal.details());
+    reply.details = String::from(DETAILS_PREFIX) + refusal.details();
     reply
 }
 
