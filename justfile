@@ -53,8 +53,12 @@ validate: build
 backends:
     python -m pytest -q -rs -p no:cacheprovider tests/backends
 
-# Everything CI runs (ends with the demo, run through once); `backends` runs when LOKI_BIN/TEMPO_BIN/MIMIR_BIN are set
-test: build build-test-modules lint unit harness e2e validate backends
+# The object-storage and external-lgtm components against real Loki/Tempo (LOKI_BIN, TEMPO_BIN), moto_server and HAProxy; one SKIP line without the binaries
+scale:
+    @if [ -z "${LOKI_BIN:-}" ] && [ -z "${TEMPO_BIN:-}" ]; then echo "scale: SKIP real-backend tests of components/object-storage and components/external-lgtm: set LOKI_BIN and TEMPO_BIN to Loki 3.7.6 / Tempo 3.0.3 binaries"; else python -m pytest -q -p no:cacheprovider -rs tests/scale; fi
+
+# Everything CI runs (ends with the demo, run through once); `backends` and `scale` run when LOKI_BIN/TEMPO_BIN (MIMIR_BIN) are set
+test: build build-test-modules lint unit harness e2e validate backends scale
     python tests/e2e/demo.py --once
 
 # Start receiver + Envoy + HAProxy, send telemetry with a good and a bad token (`--once` to exit)

@@ -420,6 +420,21 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
         "tempo": {("alloy", 4317), ("alloy", 4318), ("alloy", 3200), ("grafana", 3200)},
         "grafana": {("ns:haproxy-controller", 3000)},
     }
+    # components/external-lgtm removes the bundle's backends (and their policies);
+    # components/object-storage runs Loki and Mimir with replicas that gossip (7946) and call
+    # each other (9095).
+    for backend in ("loki", "mimir", "tempo"):
+        sts = one("StatefulSet", backend)
+        if sts is None:
+            del expected[backend]
+            for app in expected:
+                expected[app] = {(src, port) for src, port in expected[app] if src != backend}
+        elif sts["spec"].get("replicas", 1) > 1:
+            expected[backend] |= {(backend, 7946), (backend, 9095)}
+    if one("StatefulSet", "grafana") is None:  # components/external-lgtm/no-grafana
+        del expected["grafana"]
+        for app in expected:
+            expected[app] = {(src, port) for src, port in expected[app] if src != "grafana"}
     allowed = {app: set() for app in expected}
     default_deny = False
     problems = []
@@ -450,9 +465,12 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
     for app, want in expected.items():
         if allowed[app] != want:
             problems.append(f"{app}: allows {sorted(map(str, allowed[app]))}, expected {sorted(map(str, want))}")
+    backends = [b for b in ("loki", "mimir", "tempo") if b in expected]
     report(default_deny and not problems,
-           f"{name}: NetworkPolicies: default deny; backends only from Alloy and Grafana (and Tempo -> "
-           f"Mimir); Alloy's OTLP only from the gateway; gateway data port and Grafana only from the "
+           f"{name}: NetworkPolicies: default deny; "
+           + (f"backends ({', '.join(backends)}) only from Alloy and Grafana (and Tempo -> Mimir, "
+              f"replicas -> each other); " if backends else "no bundled backends (external LGTM); ")
+           + "Alloy's OTLP only from the gateway; gateway data port and Grafana only from the "
            f"ingress controller; probe listener from Alloy" + (f": {problems}" if problems else "")
            + ("" if default_deny else ": no default-deny policy"))
 
@@ -468,6 +486,15 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
            f"{name}: Alloy's API access is a namespaced Role (pods, pods/log read-only), nothing cluster-wide"
            + (f": found {cluster_rbac}" if cluster_rbac else ""))
 
+    # An init container of Alloy's (components/external-lgtm) runs the same image as Alloy.
+    alloy = one("Deployment", "alloy")
+    if alloy is not None:
+        pod_spec = alloy["spec"]["template"]["spec"]
+        images = {c["image"] for c in pod_spec.get("initContainers", [])}
+        report(images <= {pod_spec["containers"][0]["image"]},
+               f"{name}: Alloy's init containers run Alloy's image"
+               + ("" if images <= {pod_spec["containers"][0]["image"]} else f": {sorted(images)}"))
+
     # Every container: non-root, no privilege escalation, all capabilities dropped, limits set.
     bad = []
     for d in docs:
@@ -475,7 +502,7 @@ def cmd_rendered(path: Path, core_out: Path) -> None:
             continue
         spec = d["spec"]["template"]["spec"]
         psc = spec.get("securityContext", {})
-        for ctr in spec.get("containers", []):
+        for ctr in spec.get("containers", []) + spec.get("initContainers", []):
             sc = ctr.get("securityContext", {})
             wid = f"{d['kind']}/{d['metadata']['name']}/{ctr['name']}"
             if not psc.get("runAsNonRoot") or sc.get("allowPrivilegeEscalation") is not False \

@@ -6,7 +6,8 @@ tests/e2e/test_dashboard_alerts.py runs every query against a real Prometheus.
 
   static            dashboard, rules, tests, README runbook anchors, compose.yaml mounts
   rendered FILE     a rendered overlay: Mimir's ruler/Alertmanager and Grafana's dashboards mounted
-                    where their configuration reads them, writable paths on a volume
+                    where their configuration reads them, writable paths on a volume; with the
+                    external-lgtm component, their ConfigMaps gone with them
 
 Prints PASS/FAIL lines and exits 1 on failure.
 """
@@ -287,7 +288,22 @@ def cmd_rendered(path: Path) -> None:
             out[m["mountPath"]] = (src, m)
         return ctr, out
 
-    # Mimir: the ruler's local store, the Alertmanager's fallback file, writable paths.
+    if one("StatefulSet", "mimir") is None:
+        left = [n for n in ("mimir-rules-platform", "mimir-alertmanager") if configmap(n) is not None]
+        report(not left, f"{name}: no bundled Mimir, and none of its rule or Alertmanager ConfigMaps"
+               + (f": {left} left" if left else ""))
+    else:
+        check_mimir(name, one, configmap, mounts_of)
+    if one("StatefulSet", "grafana") is None:
+        left = [n for n in ("grafana-dashboard-providers", "grafana-dashboards") if configmap(n) is not None]
+        report(not left, f"{name}: no bundled Grafana, and none of its dashboard ConfigMaps"
+               + (f": {left} left" if left else ""))
+    else:
+        check_grafana(name, configmap, mounts_of)
+
+
+def check_mimir(name, one, configmap, mounts_of) -> None:
+    """Mimir: the ruler's local store, the Alertmanager's fallback file, writable paths."""
     ctr, mounts = mounts_of("StatefulSet", "mimir")
     cfg = yaml.safe_load(configmap("mimir-config")["data"]["mimir.yaml"])
     rules_dir = cfg["ruler_storage"]["local"]["directory"] + "/platform"
@@ -309,13 +325,19 @@ def cmd_rendered(path: Path) -> None:
         "http://localhost:" + str(cfg["server"]["http_listen_port"]) + "/alertmanager"),
         f"{name}: Mimir runs the Alertmanager next to the ruler, which sends to it on localhost")
     writable = [p for p, (s, _) in mounts.items() if s[0] == "writable"]
-    paths = [cfg["ruler"]["rule_path"], cfg["alertmanager"]["data_dir"],
-             cfg["alertmanager_storage"]["filesystem"]["dir"]]
+    paths = [cfg["ruler"]["rule_path"], cfg["alertmanager"]["data_dir"]]
+    # The Alertmanager's store: on the data volume, or in the bucket (components/object-storage).
+    am_store = cfg.get("alertmanager_storage", {})
+    if am_store.get("backend", "filesystem") == "filesystem" and "storage_prefix" not in am_store:
+        paths.append(am_store["filesystem"]["dir"])
     outside = [p for p in paths if not any(p == w or p.startswith(w.rstrip("/") + "/") for w in writable)]
     report(not outside, f"{name}: the ruler's and Alertmanager's writable paths {paths} are on a volume "
            f"(read-only root filesystem)" + (f"; not: {outside}" if outside else ""))
 
-    # Grafana: provider and dashboards.
+
+
+def check_grafana(name, configmap, mounts_of) -> None:
+    """Grafana: the dashboard provider and the dashboards it reads."""
     ctr, mounts = mounts_of("StatefulSet", "grafana")
     prov_cm = configmap("grafana-dashboard-providers")
     dash_cm = configmap("grafana-dashboards")

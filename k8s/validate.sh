@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Offline validation of the deployment: the Kubernetes bundle (every overlay), the Envoy
-# bootstrap with the real filter, the token files, the Alloy configuration, the alert rules, the
-# Alertmanager configuration, the Grafana dashboard and compose.yaml.
+# Offline validation of the deployment: the Kubernetes bundle (every overlay, and the optional
+# external-lgtm component with and without bearer tokens), the Envoy bootstrap with the real
+# filter, the token files, the Alloy configuration, the alert rules, the Alertmanager
+# configuration, the Grafana dashboard and compose.yaml.
 # No cluster and no Docker engine needed. `just validate` runs it after `just build`.
 #
 #   bash k8s/validate.sh
@@ -66,6 +67,11 @@ python k8s/ratelimit_bootstrap.py --check >"$work/py" 2>&1
 rc=$?
 cat "$work/py"
 if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
+python k8s/variants.py --check >"$work/py" 2>&1
+cat "$work/py"
+passed=$((passed + $(grep -c '^PASS ' "$work/py")))
+failed=$((failed + $(grep -c '^FAIL ' "$work/py")))
 
 echo "== the bundled wasm module: the build of these sources, pinned by every token file"
 wasm=k8s/base/gateway/otlp_gate.wasm
@@ -216,6 +222,69 @@ else
     sed 's/^/    /' "$work/kustomize.err"
 fi
 
+# alloy_rendered NAME RENDERED: alloy-check on the Alloy configuration a render deploys (the
+# alloy-config ConfigMap's files, as Alloy loads them from one directory).
+alloy_rendered() {
+    local name=$1 rendered=$2 dir="$work/alloy-$1"
+    mkdir -p "$dir"
+    if ! python - "$rendered" "$dir" >"$work/out" 2>&1 <<'EOF'
+import sys, yaml
+from pathlib import Path
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+cms = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("alloy-config-")]
+if len(cms) != 1:
+    sys.exit(f"expected one alloy-config ConfigMap, found {len(cms)}")
+for key, text in cms[0]["data"].items():
+    Path(sys.argv[2], key).write_text(text)
+print(" ".join(sorted(cms[0]["data"])))
+EOF
+    then
+        fail "alloy-check $name: could not extract the rendered alloy-config"
+        sed 's/^/    /' "$work/out"
+        return
+    fi
+    run "alloy-check $name: the rendered alloy-config ($(cat "$work/out"))" target/debug/alloy-check "$dir"
+}
+
+echo "== optional components: external-lgtm (basic auth, bearer, without Grafana), rendered like an overlay"
+# Throw-away overlays = base + the component(s), with the settings an operator generates.
+external_settings='  - name: otlp-gate-external-lgtm
+    literals:
+      - EXTERNAL_LOKI_URL=https://loki-gateway.lgtm.svc:443
+      - EXTERNAL_MIMIR_URL=https://mimir-gateway.lgtm.svc:443
+      - EXTERNAL_TEMPO_OTLP_ENDPOINT=tempo-distributor.lgtm.svc:4317
+      - EXTERNAL_LOKI_READ_URL=https://loki-gateway.lgtm.svc:443
+      - EXTERNAL_MIMIR_READ_URL=https://mimir-gateway.lgtm.svc:443
+      - EXTERNAL_TEMPO_READ_URL=https://tempo-gateway.lgtm.svc:443
+      - EXTERNAL_LOKI_USERNAME=otlp-gate
+      - EXTERNAL_MIMIR_USERNAME=otlp-gate
+      - EXTERNAL_TEMPO_USERNAME=otlp-gate'
+for variant in external-lgtm external-lgtm/bearer external-lgtm/no-grafana; do
+    name=${variant//\//-}
+    mkdir -p "$work/$name"
+    rp=$(realpath --relative-to="$work/$name" k8s)
+    {
+        printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: observability\n'
+        printf 'resources:\n  - %s/base\ncomponents:\n  - %s/components/external-lgtm\n' "$rp" "$rp"
+        if [ "$variant" != external-lgtm ]; then
+            printf '  - %s/components/%s\n' "$rp" "$variant"
+        fi
+        printf 'configMapGenerator:\n%s\n' "$external_settings"
+    } >"$work/$name/kustomization.yaml"
+    rendered="$work/$name.yaml"
+    if kubectl kustomize "$work/$name" >"$rendered" 2>"$work/kustomize.err"; then
+        pass "kubectl kustomize base + components/$variant ($(grep -c '^kind: ' "$rendered") objects)"
+        py rendered "$rendered" "$work/$name-core.yaml"
+        PYSCRIPT=k8s/ops_check.py py rendered "$rendered"
+        schemas_check "$name" "$work/$name-core.yaml"
+        checkov_check "$name" "$rendered"
+    else
+        fail "kubectl kustomize base + components/$variant"
+        sed 's/^/    /' "$work/kustomize.err"
+        rm -f "$rendered"
+    fi
+done
+
 echo "== yamllint"
 if need yamllint; then
     mapfile -t yamls < <(find k8s envoy alloy -name '*.yaml' | sort)
@@ -275,6 +344,11 @@ if cargo build -q -p alloy-check >"$work/build" 2>&1; then
         "$checker" alloy/config.alloy alloy/kubernetes.alloy
     run "alloy-check alloy/config.alloy alloy/compose.alloy (compose.yaml)" \
         "$checker" alloy/config.alloy alloy/compose.alloy
+    for rendered in "$work"/dev.yaml "$work"/production.yaml "$work"/external-lgtm*.yaml; do
+        if [ -f "$rendered" ]; then
+            alloy_rendered "$(basename "$rendered" .yaml)" "$rendered"
+        fi
+    done
     # A copy that loses the tenant in batching must be refused.
     sed 's/metadata_keys *= \["x-scope-orgid"\]/metadata_keys = []/' alloy/config.alloy >"$work/config.alloy"
     if cmp -s alloy/config.alloy "$work/config.alloy"; then

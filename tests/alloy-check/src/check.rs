@@ -797,6 +797,7 @@ fn fits(val: &Val, ty: Ty) -> Option<String> {
             })
             .map(|p| format!("target: {p}")),
         (Val::Export(Ty::Capsule(have), _), Ty::Capsule(want)) if *have == want => None,
+        (Val::Export(Ty::Secret, _), Ty::Secret) => None,
         (Val::List(items), Ty::ListOf(cap)) => items
             .iter()
             .find_map(|i| fits(i, Ty::Capsule(cap)))

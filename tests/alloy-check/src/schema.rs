@@ -302,13 +302,48 @@ static RELABEL_RULE: BlockSpec = attrs(&[
 /// The `clustering` block of prometheus.scrape and loki.source.kubernetes.
 static CLUSTERING: BlockSpec = attrs(&[req("enabled", Bool)]);
 
+/// authorization-block.md (`internal/component/common/config/types.go`, Authorization).
+static HTTP_AUTHORIZATION: BlockSpec = BlockSpec {
+    attrs: &[
+        opt("type", Str),
+        opt("credentials", Secret),
+        opt("credentials_file", Str),
+    ],
+    blocks: &[],
+    rules: &[Rule::NotBoth(&["credentials"], &["credentials_file"])],
+};
+
+/// basic-auth-block.md (BasicAuth: `password` and `password_file` exclude each other).
+static HTTP_BASIC_AUTH: BlockSpec = BlockSpec {
+    attrs: &[
+        opt("username", Str),
+        opt("password", Secret),
+        opt("password_file", Str),
+    ],
+    blocks: &[],
+    rules: &[Rule::NotBoth(&["password"], &["password_file"])],
+};
+
+/// tls-config-block.md (TLSConfig).
+static HTTP_TLS_CONFIG: BlockSpec = attrs(&[
+    opt("ca_pem", Str),
+    opt("ca_file", Str),
+    opt("cert_pem", Str),
+    opt("cert_file", Str),
+    opt("key_pem", Secret),
+    opt("key_file", Str),
+    opt("server_name", Str),
+    opt("insecure_skip_verify", Bool),
+    opt("min_version", OneOf(&["TLS10", "TLS11", "TLS12", "TLS13"])),
+]);
+
 /// Blocks shared by the HTTP clients of discovery, scrape and write components
 /// (authorization-block.md, basic-auth-block.md, oauth2-block.md, tls-config-block.md).
 const HTTP_AUTH_BLOCKS: [Sub; 4] = [
-    opaque("authorization"),
-    opaque("basic_auth"),
+    block("authorization", &HTTP_AUTHORIZATION),
+    block("basic_auth", &HTTP_BASIC_AUTH),
     opaque("oauth2"),
-    opaque("tls_config"),
+    block("tls_config", &HTTP_TLS_CONFIG),
 ];
 
 // ---- otelcol.receiver.otlp ----
@@ -796,6 +831,23 @@ pub static COMPONENTS: &[Component] = &[
             rules: &[],
         },
         exports: &[],
+    },
+    Component {
+        name: "local.file",
+        doc: "https://grafana.com/docs/alloy/latest/reference/components/local/local.file/",
+        kind: Kind::Component,
+        body: BlockSpec {
+            attrs: &[
+                req("filename", Str),
+                opt("detector", OneOf(&["fsnotify", "poll"])),
+                opt("poll_frequency", Duration),
+                opt("is_secret", Bool),
+            ],
+            blocks: &[],
+            rules: &[],
+        },
+        // A secret when is_secret is set, else a string: typed as the stricter of the two.
+        exports: &[("content", Secret)],
     },
     Component {
         name: "loki.write",

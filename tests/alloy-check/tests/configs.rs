@@ -472,3 +472,77 @@ fn server_tls_blocks_are_checked() {
         "client_ca",
     );
 }
+
+/// The external-lgtm component's generated variants (k8s/variants.py) with kubernetes.alloy.
+fn external_set(variant: &str) -> Vec<(String, String)> {
+    let path = format!(
+        "{}/../../k8s/components/external-lgtm/{variant}config.alloy",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    vec![
+        ("config.alloy".into(), text),
+        ("kubernetes.alloy".into(), repo_file("kubernetes.alloy")),
+    ]
+}
+
+fn external_broken(from: &str, to: &str) -> Vec<String> {
+    let mut files = external_set("");
+    assert!(
+        files[0].1.contains(from),
+        "the external config no longer contains {from:?}: update this test"
+    );
+    files[0].1 = files[0].1.replacen(from, to, 1);
+    match run(&files) {
+        Ok(_) => panic!("broken config accepted: {from:?} -> {to:?}"),
+        Err(errors) => errors,
+    }
+}
+
+#[test]
+fn the_external_lgtm_variants_are_valid() {
+    for variant in ["", "bearer/"] {
+        let summary = run(&external_set(variant)).unwrap_or_else(|e| panic!("{variant}: {e:#?}"));
+        for id in [
+            "otelcol.auth.headers.loki",
+            "otelcol.auth.headers.tempo",
+            "local.file.mimir_authorization",
+        ] {
+            assert!(
+                summary.components.iter().any(|c| c == id),
+                "{variant}: {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn external_lgtm_secrets_and_auth_blocks_are_checked() {
+    // A secret (local.file with is_secret) cannot become a plain string argument.
+    let errors = external_broken(
+        "username      = sys.env(\"EXTERNAL_MIMIR_USERNAME\")",
+        "username      = local.file.mimir_authorization.content",
+    );
+    assert_reports(
+        &errors,
+        "expected string, got local.file.mimir_authorization.content",
+    );
+    // basic_auth takes a password or a password_file, not both.
+    let errors = external_broken(
+        "password_file = \"/etc/otlp-gate/external-secret/loki-password\"",
+        "password_file = \"/etc/otlp-gate/external-secret/loki-password\"\n      password = \"x\"",
+    );
+    assert_reports(&errors, "sets password and password_file");
+    // tls_config's fields are known now.
+    let errors = external_broken("tls_config {\n      ca_file", "tls_config {\n      ca_fil");
+    assert_reports(&errors, "ca_fil");
+    // The Authorization header must come from a declared local.file.
+    let errors = external_broken(
+        "value  = local.file.loki_authorization.content",
+        "value  = local.file.loki_auth.content",
+    );
+    assert_reports(
+        &errors,
+        "undeclared component `local.file` with label \"loki_auth\"",
+    );
+}
