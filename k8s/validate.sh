@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline validation of the deployment: the Kubernetes bundle (every overlay, and the optional
-# external-lgtm component with and without bearer tokens), the Envoy
-# bootstrap with the real filter, the token files, the Alloy configuration and compose.yaml.
+# external-lgtm component with and without bearer tokens), the Envoy bootstrap with the real
+# filter, the token files, the Alloy configuration, the alert rules, the Alertmanager
+# configuration, the Grafana dashboard and compose.yaml.
 # No cluster and no Docker engine needed. `just validate` runs it after `just build`.
 #
 #   bash k8s/validate.sh
@@ -36,8 +37,10 @@ run() {
 }
 
 # py SUBCOMMAND ARGS...: k8s/bundle.py prints its own PASS/FAIL lines; count them.
+# (PYSCRIPT=k8s/ops_check.py py ... runs the day-2 operations checks the same way.)
 py() {
-    python k8s/bundle.py "$@" >"$work/py" 2>&1
+    local script=${PYSCRIPT:-k8s/bundle.py}
+    python "$script" "$@" >"$work/py" 2>&1
     local rc=$?
     cat "$work/py"
     local p f
@@ -46,7 +49,7 @@ py() {
     passed=$((passed + p))
     failed=$((failed + f))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        fail "k8s/bundle.py $1 (exit $rc)"
+        fail "$script $1 (exit $rc)"
     fi
 }
 
@@ -186,6 +189,7 @@ for overlay in k8s/overlays/*/; do
     fi
     pass "kubectl kustomize $overlay ($(grep -c '^kind: ' "$rendered") objects)"
     py rendered "$rendered" "$work/$name-core.yaml"
+    PYSCRIPT=k8s/ops_check.py py rendered "$rendered"
     schemas_check "$name" "$work/$name-core.yaml"
     checkov_check "$name" "$rendered"
 done
@@ -271,6 +275,7 @@ for variant in external-lgtm external-lgtm/bearer external-lgtm/no-grafana; do
     if kubectl kustomize "$work/$name" >"$rendered" 2>"$work/kustomize.err"; then
         pass "kubectl kustomize base + components/$variant ($(grep -c '^kind: ' "$rendered") objects)"
         py rendered "$rendered" "$work/$name-core.yaml"
+        PYSCRIPT=k8s/ops_check.py py rendered "$rendered"
         schemas_check "$name" "$work/$name-core.yaml"
         checkov_check "$name" "$rendered"
     else
@@ -286,6 +291,18 @@ if need yamllint; then
     run "yamllint (${#yamls[@]} files in k8s/, envoy/, alloy/ and compose.yaml)" \
         yamllint -s -c k8s/.yamllint "${yamls[@]}" compose.yaml
 fi
+
+echo "== alert rules (promtool), Alertmanager configuration (amtool), dashboard"
+rules=k8s/base/mimir/alert-rules.yaml
+if need promtool; then
+    run "promtool check rules $rules" promtool check rules "$rules"
+    run "promtool test rules tests/alerts/alert-rules.test.yaml (every alert fires and stays quiet on its input series)" \
+        promtool test rules tests/alerts/alert-rules.test.yaml
+fi
+if need amtool; then
+    run "amtool check-config k8s/base/mimir/alertmanager.yaml" amtool check-config k8s/base/mimir/alertmanager.yaml
+fi
+PYSCRIPT=k8s/ops_check.py py static
 
 echo "== Envoy: real envoy --mode validate on a static twin (token file inlined, filter loaded)"
 if need envoy; then

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use log::{debug, error, info, warn};
+use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
@@ -46,10 +46,32 @@ fn metric(kind: MetricType, name: &str) -> Option<u32> {
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(e) => {
-            warn!("cannot define metric {name}: {e:?}");
+            warn_all(vec![format!("cannot define metric {name}: {e:?}")]);
             None
         }
     }
+}
+
+/// Defines gauge `name` and sets it (configuration-time gauges; one call site's worth of code).
+#[inline(never)]
+fn gauge(name: &str, value: u64) {
+    if let Some(id) = metric(MetricType::Gauge, name) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// Logs each warning (one logging site: each `log` macro call costs the module ~200 bytes).
+#[inline(never)]
+fn warn_all(warnings: Vec<String>) {
+    for w in warnings {
+        warn!("otlp-gate: {w}");
+    }
+}
+
+/// Logs an error (one logging site, as `warn_all`).
+#[inline(never)]
+fn log_error(message: String) {
+    error!("otlp-gate: {message}");
 }
 
 fn bump_by(id: Option<u32>, n: i64) {
@@ -142,30 +164,47 @@ const SIGNALS: [Option<Signal>; 4] = [
     None,
 ];
 
-/// Dense counter indices (for `Pending`): requests by signal and outcome, dry-run forwards by
-/// signal and would-be outcome, shared-data conflicts, then four counters per token.
+/// Dense metric indices (for `Pending`): requests by signal and outcome, dry-run forwards by
+/// signal and would-be outcome, shared-data conflicts, then per token: accepted requests, body
+/// bytes, rate-limited bytes, the last-seen gauge and a refusal counter per refusal outcome.
 const BY_OUTCOME: usize = SIGNALS.len() * Outcome::ALL.len();
 const REQUESTS: usize = 0;
 const DRY_RUN: usize = BY_OUTCOME;
 const CONFLICTS: usize = 2 * BY_OUTCOME;
 const PER_TOKEN: usize = CONFLICTS + 1;
 const TOKEN_REQUESTS: usize = 0;
-const TOKEN_THROTTLED: usize = 1;
+const TOKEN_BYTES: usize = 1;
 const TOKEN_THROTTLED_BYTES: usize = 2;
-const TOKEN_BYTES: usize = 3;
+const TOKEN_LAST_SEEN: usize = 3;
+const TOKEN_REFUSED: usize = 4;
+const TOKEN_SLOTS: usize = TOKEN_REFUSED + metrics::TOKEN_REFUSALS.len();
 
 fn by_outcome(base: usize, signal: Option<Signal>, outcome: Outcome) -> usize {
     base + metrics::signal_index(signal) * Outcome::ALL.len() + outcome.index()
 }
 
 fn per_token(token: usize, which: usize) -> usize {
-    PER_TOKEN + token * 4 + which
+    PER_TOKEN + token * TOKEN_SLOTS + which
+}
+
+/// The per-token slot of a refusal, if refusals of that kind are counted per token (in the
+/// order of `metrics::TOKEN_REFUSALS`).
+fn refused_slot(refusal: Refusal) -> Option<usize> {
+    let i = match refusal {
+        Refusal::Expired | Refusal::NotYetValid => 0,
+        Refusal::Disabled => 1,
+        Refusal::ForbiddenSignal(_) => 2,
+        Refusal::ForbiddenSource => 3,
+        Refusal::RateLimited { .. } => 4,
+        _ => return None,
+    };
+    Some(TOKEN_REFUSED + i)
 }
 
 /// The request-path counters: Envoy's ids and the sums not yet handed over.
 struct Counters {
-    /// Metric id by dense index: `None` = not defined yet (per-token counters are defined at
-    /// their first flush), `Some(None)` = Envoy refused it. A plain table: no hashing.
+    /// Metric id by dense index: `None` = not defined yet (most per-token metrics are defined
+    /// at their first flush), `Some(None)` = Envoy refused it. A plain table: no hashing.
     ids: Vec<Option<Option<u32>>>,
     pending: Pending,
 }
@@ -184,7 +223,7 @@ struct Loaded {
 
 impl Loaded {
     fn new(config: Config, generation: u64, now_ns: i64) -> Loaded {
-        let len = PER_TOKEN + 4 * config.tokens.len();
+        let len = PER_TOKEN + TOKEN_SLOTS * config.tokens.len();
         let loaded = Loaded {
             worker: RefCell::new(Worker::new(&config)),
             config,
@@ -196,9 +235,24 @@ impl Loaded {
             }),
         };
         // Every label combination of the fixed counters exists from the start (at 0), so
-        // rates and alerts work before the first request of a kind.
-        for i in 0..PER_TOKEN {
-            loaded.id(&mut loaded.counters.borrow_mut().ids, i);
+        // rates and alerts work before the first request of a kind; so do the refusal counters
+        // a revoked token can get (expired for a token with a validity window, disabled for a
+        // disabled one), so that the first refusal of a revoked token is an increase
+        // (OtlpGateRevokedTokenPresented), not a new series. Other per-token series appear with
+        // their first count.
+        {
+            let ids = &mut loaded.counters.borrow_mut().ids;
+            for i in 0..PER_TOKEN {
+                loaded.id(ids, i);
+            }
+            for (t, token) in loaded.config.tokens.iter().enumerate() {
+                if token.expires_at.is_some() || token.not_before.is_some() {
+                    loaded.id(ids, per_token(t, TOKEN_REFUSED));
+                }
+                if token.disabled {
+                    loaded.id(ids, per_token(t, TOKEN_REFUSED + 1));
+                }
+            }
         }
         loaded
     }
@@ -224,12 +278,18 @@ impl Loaded {
             metrics::SHARED_DATA_CONFLICTS.to_owned()
         } else {
             let k = i - PER_TOKEN;
-            let id = &self.config.tokens.get(k / 4)?.id;
-            match k % 4 {
+            let id = &self.config.tokens.get(k / TOKEN_SLOTS)?.id;
+            match k % TOKEN_SLOTS {
                 TOKEN_REQUESTS => metrics::token_requests_total(id),
-                TOKEN_THROTTLED => metrics::token_throttled_total(id),
+                TOKEN_BYTES => metrics::token_bytes_total(id),
                 TOKEN_THROTTLED_BYTES => metrics::token_throttled_bytes_total(id),
-                _ => metrics::token_bytes_total(id),
+                TOKEN_LAST_SEEN => {
+                    return metric(MetricType::Gauge, &metrics::token_last_seen(id));
+                }
+                r => metrics::token_refused_total(
+                    id,
+                    *metrics::TOKEN_REFUSALS.get(r - TOKEN_REFUSED)?,
+                ),
             }
         };
         metric(MetricType::Counter, &name)
@@ -240,11 +300,21 @@ impl Loaded {
         self.counters.borrow_mut().pending.add(i, n);
     }
 
-    /// Hands the pending sums to Envoy (one hostcall per counter touched since the last).
+    /// Hands the pending sums and gauge values to Envoy (one hostcall per metric touched since
+    /// the last).
     fn flush(&self) {
         let mut counters = self.counters.borrow_mut();
         let Counters { ids, pending } = &mut *counters;
-        pending.drain(|i, n| bump_by(self.id(ids, i), n));
+        pending.drain(|i, n| {
+            let id = self.id(ids, i);
+            if i >= PER_TOKEN && (i - PER_TOKEN) % TOKEN_SLOTS == TOKEN_LAST_SEEN {
+                if let Some(id) = id {
+                    let _ = hostcalls::record_metric(id, n as u64);
+                }
+            } else {
+                bump_by(id, n);
+            }
+        });
     }
 }
 
@@ -287,26 +357,24 @@ impl RootContext for Root {
                     list.push_str(sep);
                     list.push_str(&e.to_string());
                 }
-                error!(
-                    "otlp-gate: configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {list}",
+                log_error(format!(
+                    "configuration refused ({} problem(s)); the previous configuration, if any, stays in force: {list}",
                     errors.len()
-                );
+                ));
                 return false;
             }
         };
         if let Err(e) = hostcalls::set_tick_period(TICK) {
             // Without ticks the recent clock reading would go stale: refuse the configuration
             // (whatever was loaded before stays in force).
-            error!("otlp-gate: the host refused a tick period ({e:?}); configuration not loaded");
+            log_error(format!(
+                "the host refused a tick period ({e:?}); configuration not loaded"
+            ));
             return false;
         }
-        for w in config.warnings() {
-            warn!("otlp-gate: {w}");
-        }
+        warn_all(config.warnings());
         let now = now_ns();
-        for w in config.expiry_warnings(seconds(now)) {
-            warn!("otlp-gate: {w}");
-        }
+        warn_all(config.expiry_warnings(seconds(now)));
         self.next_warning_s = seconds(now).saturating_add(EXPIRY_WARNING_PERIOD_S);
         let generation =
             crate::shared::update(&mut Host { loaded: None }, gate::GENERATION_KEY, |cur| {
@@ -317,17 +385,20 @@ impl RootContext for Root {
                 let (cur, _) = Host { loaded: None }.get(gate::GENERATION_KEY);
                 gate::next_generation(cur.as_deref(), &config.sha256_hex).1
             });
-        let gauge = |name: &str, value: u64| {
-            if let Some(id) = metric(MetricType::Gauge, name) {
-                let _ = hostcalls::record_metric(id, value);
-            }
-        };
         gauge(metrics::TOKENS_LOADED, config.tokens.len() as u64);
         gauge(metrics::CONFIG_GENERATION, generation);
         gauge(metrics::DRY_RUN_ENABLED, u64::from(config.dry_run));
+        gauge(metrics::CONFIG_HASH, config.hash48);
+        gauge(metrics::WARN_BEFORE, config.warn_before_secs.max(0) as u64);
         for t in &config.tokens {
             let expiry = t.expires_at.map_or(0, |e| u64::try_from(e).unwrap_or(0));
             gauge(&metrics::token_expiry(&t.id), expiry);
+            // The file's hash, not 1: a series left by a removed token (or an old tenant) keeps
+            // an old hash, and the dashboard joins on the pod's current one.
+            gauge(
+                &metrics::token_info(&t.id, t.tenant.as_deref()),
+                config.hash48,
+            );
         }
         EXPIRY_GAUGES.with(|ids| {
             let mut ids = ids.borrow_mut();
@@ -359,9 +430,7 @@ impl RootContext for Root {
         l.recent_ns.set(now);
         l.flush();
         if seconds(now) >= self.next_warning_s {
-            for w in l.config.expiry_warnings(seconds(now)) {
-                warn!("otlp-gate: {w}");
-            }
+            warn_all(l.config.expiry_warnings(seconds(now)));
             self.next_warning_s = seconds(now).saturating_add(EXPIRY_WARNING_PERIOD_S);
         }
     }
@@ -375,6 +444,7 @@ impl RootContext for Root {
             loaded,
             charge: None,
             prepaid_bytes: 0,
+            count_bytes: None,
         }))
     }
 
@@ -399,7 +469,7 @@ impl SharedStore for Host<'_> {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(Conflict),
             Err(e) => {
-                warn!("otlp-gate: shared data write failed: {e:?}");
+                warn_all(vec![format!("shared data write failed: {e:?}")]);
                 Err(Conflict)
             }
         }
@@ -434,6 +504,8 @@ struct Stream {
     charge: Option<usize>,
     /// Body bytes still covered by what was charged at admission (the declared length).
     prepaid_bytes: u64,
+    /// The accepted token whose body bytes are counted as they pass (no declared length).
+    count_bytes: Option<usize>,
 }
 
 impl Context for Stream {}
@@ -443,7 +515,7 @@ impl HttpContext for Stream {
         let block = request_header_block();
         // A buffer the host garbled reads as no headers: no credential, refused, never forwarded.
         let headers = headers::parse(&block).unwrap_or_else(|| {
-            error!("otlp-gate: the host sent a malformed request header map");
+            log_error("the host sent a malformed request header map".into());
             Vec::new()
         });
         let l = Rc::clone(&self.loaded);
@@ -455,23 +527,34 @@ impl HttpContext for Stream {
             l.generation,
             &mut Host { loaded: Some(&l) },
         );
-        count(&l, &decision, &headers);
+        // The declared body length, looked up only for a recognised token (its body bytes, or
+        // what it declared when rate-limited).
+        let declared = decision
+            .token
+            .and_then(|_| gate::declared_length(headers.iter().copied()));
+        count(&l, &decision, declared);
         let token_id = decision
             .token
             .and_then(|i| l.config.tokens.get(i))
             .map_or("-", |t| t.id.as_str());
         let signal = metrics::signal_label(decision.signal);
+        // One line per decision (one formatting site): dry-run forwards at info, the rest at
+        // debug (not even formatted unless Envoy's wasm log level asks for it).
+        let (level, what, refusal) = match decision.verdict {
+            Verdict::DryRun(r) => (log::Level::Info, "dry-run forwarded", Some(r)),
+            Verdict::Refused(r) => (log::Level::Debug, "rejected", Some(r)),
+            _ => (log::Level::Debug, "accepted", None),
+        };
+        if !matches!(decision.verdict, Verdict::Uncounted) {
+            log::log!(
+                level,
+                "otlp-gate: {what} {signal} outcome={} token={token_id} reason={}",
+                refusal.map_or("accepted", |r| r.outcome().as_str()),
+                refusal.map_or("-", Refusal::reason)
+            );
+        }
         match decision.action {
             gate::Action::Forward(fwd) => {
-                if let Verdict::DryRun(refusal) = decision.verdict {
-                    info!(
-                        "otlp-gate: dry-run forwarded {signal} that would be {} token={token_id} reason={}",
-                        refusal.outcome().as_str(),
-                        refusal.reason()
-                    );
-                } else {
-                    debug!("otlp-gate: accepted {signal} token={token_id}");
-                }
                 for name in fwd.removes() {
                     self.set_http_request_header(name, None);
                 }
@@ -488,15 +571,16 @@ impl HttpContext for Stream {
                         .get(i)
                         .is_some_and(|t| t.rate.is_some_and(|r| r.bytes_per_second.is_some()))
                 });
+                if declared.is_none() && matches!(decision.verdict, Verdict::Accepted) {
+                    self.count_bytes = decision.token;
+                }
                 Action::Continue
             }
             gate::Action::Reply(reply) => {
-                if let Verdict::Refused(refusal) = decision.verdict {
-                    debug!(
-                        "otlp-gate: rejected {signal} outcome={} token={token_id} reason={}",
-                        refusal.outcome().as_str(),
-                        refusal.reason()
-                    );
+                // A refusal of a recognised token: the access log names it
+                // (`%REQ(x-otlp-token-id)%`); the request goes nowhere else.
+                if decision.token.is_some() {
+                    self.set_http_request_header(&l.config.identity_header, Some(token_id));
                 }
                 send(&reply);
                 Action::Pause
@@ -505,9 +589,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let bytes = body_size as u64;
         if let Some(token) = self.charge {
             let l = Rc::clone(&self.loaded);
-            let bytes = body_size as u64;
             let prepaid = bytes.min(self.prepaid_bytes);
             self.prepaid_bytes -= prepaid;
             if !gate::charge_body(
@@ -520,10 +604,10 @@ impl HttpContext for Stream {
             ) {
                 l.count(CONFLICTS, 1);
             }
-            l.count(
-                per_token(token, TOKEN_BYTES),
-                i64::try_from(bytes).unwrap_or(i64::MAX),
-            );
+        }
+        if let Some(token) = self.count_bytes {
+            self.loaded
+                .count(per_token(token, TOKEN_BYTES), body_size as i64);
         }
         Action::Continue
     }
@@ -539,34 +623,49 @@ impl HttpContext for Stream {
     }
 }
 
-fn count(l: &Loaded, d: &Decision, headers: &[headers::Header]) {
+/// Counts a decision in the VM (the tick hands the sums to Envoy): by signal and outcome, and
+/// per recognised token its accepted requests, body bytes, last-seen second and refusals.
+fn count(l: &Loaded, d: &Decision, declared: Option<u64>) {
     let Some(outcome) = d.verdict.outcome() else {
         return;
     };
-    l.count(by_outcome(REQUESTS, d.signal, outcome), 1);
+    let mut c = l.counters.borrow_mut();
+    let pending = &mut c.pending;
+    pending.add(by_outcome(REQUESTS, d.signal, outcome), 1);
     if let Some(would_be) = d.verdict.would_be() {
-        l.count(by_outcome(DRY_RUN, d.signal, would_be), 1);
+        pending.add(by_outcome(DRY_RUN, d.signal, would_be), 1);
     }
     let Some(token) = d.token else { return };
-    if matches!(d.verdict, Verdict::Accepted) {
-        l.count(per_token(token, TOKEN_REQUESTS), 1);
+    // (A length past i64::MAX would wrap negative and be ignored; Envoy refuses such bodies.)
+    let declared_n = declared.unwrap_or(0) as i64;
+    match d.verdict {
+        Verdict::Accepted => {
+            pending.add(per_token(token, TOKEN_REQUESTS), 1);
+            pending.add(per_token(token, TOKEN_BYTES), declared_n);
+            pending.set(
+                per_token(token, TOKEN_LAST_SEEN),
+                seconds(l.recent_ns.get()),
+            );
+        }
+        Verdict::Refused(r) => {
+            if let Some(slot) = refused_slot(r) {
+                pending.add(per_token(token, slot), 1);
+            }
+        }
+        _ => {}
     }
+    // What a rate-limited client declared (the body is never read).
     if let Verdict::Refused(Refusal::RateLimited { .. })
     | Verdict::DryRun(Refusal::RateLimited { .. }) = d.verdict
     {
-        l.count(per_token(token, TOKEN_THROTTLED), 1);
-        // Throttled bytes are what the client declared (the body is never read).
-        let declared = gate::declared_length(headers.iter().copied()).unwrap_or(0);
-        l.count(
-            per_token(token, TOKEN_THROTTLED_BYTES),
-            i64::try_from(declared).unwrap_or(i64::MAX),
-        );
+        pending.add(per_token(token, TOKEN_THROTTLED_BYTES), declared_n);
     }
 }
 
 /// Sends a local reply through the raw ABI call, with the header block the reply carries
 /// already serialized: nothing is built per request, and a refusal by the host is logged (the
-/// SDK's wrapper would panic, which traps the VM in Envoy).
+/// SDK's wrapper would panic, which traps the VM in Envoy). Its details are what Envoy's access
+/// log shows as `%RESPONSE_CODE_DETAILS%` (`otlp_gate.<outcome>`, see `refusal.rs`).
 fn send(reply: &Reply) {
     let (status, body, grpc_status) = match &reply.grpc {
         // Envoy sends a gRPC reply as HTTP 200 with `grpc-status` and the message.
@@ -578,8 +677,8 @@ fn send(reply: &Reply) {
     let result = unsafe {
         proxy_send_local_response(
             status,
-            std::ptr::null(),
-            0,
+            reply.details.as_ptr(),
+            reply.details.len(),
             body.as_ptr(),
             body.len(),
             reply.wire_headers.as_ptr(),
@@ -588,6 +687,8 @@ fn send(reply: &Reply) {
         )
     };
     if result != 0 {
-        error!("otlp-gate: the host refused the local reply (status {result})");
+        log_error(format!(
+            "the host refused the local reply (status {result})"
+        ));
     }
 }

@@ -108,6 +108,9 @@ pub struct Config {
     /// Hex SHA-256 of the canonical JSON of the configuration: shown by healthz and by
     /// `otlp-gate check`, safe to publish (tokens are digests or absent).
     pub sha256_hex: String,
+    /// Its first 48 bits as a number (exact as a float): the `otlp_gate_config_hash` gauge,
+    /// equal on every pod serving the same file.
+    pub hash48: u64,
     by_digest: HashMap<[u8; 32], usize>,
     by_id: HashMap<String, usize>,
 }
@@ -606,6 +609,7 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
     let mut value = value;
     integral_numbers(&mut value);
     let canonical = value.to_string();
+    let sha256 = digest(canonical.as_bytes());
     let Value::Object(top) = value else {
         return Err(vec![ConfigError {
             path: String::new(),
@@ -757,7 +761,10 @@ pub fn parse(raw: &[u8]) -> Result<Config, Vec<ConfigError>> {
         trusted_proxies,
         trusted_proxies_set,
         warn_before_secs,
-        sha256_hex: hex(&digest(canonical.as_bytes())),
+        sha256_hex: hex(&sha256),
+        hash48: u64::from_be_bytes([
+            0, 0, sha256[0], sha256[1], sha256[2], sha256[3], sha256[4], sha256[5],
+        ]),
         by_digest,
         by_id: ids,
         realm,
@@ -935,6 +942,12 @@ mod tests {
         assert_eq!(c.tokens[0].tenant, None);
         assert!(!c.tokens[0].disabled);
         assert_eq!(c.sha256_hex.len(), 64);
+        // The config-hash gauge: the first 12 hex digits of config_sha256, exact as a float.
+        assert_eq!(
+            c.hash48,
+            u64::from_str_radix(&c.sha256_hex[..12], 16).unwrap()
+        );
+        assert!(c.hash48 < 1 << 48);
     }
 
     #[test]

@@ -81,23 +81,36 @@ pub fn signal_index(signal: Option<Signal>) -> usize {
     signal.map_or(3, |s| s as usize)
 }
 
-/// `otlp_gate_requests_total{signal,outcome}`.
-pub fn requests_total(signal: Option<Signal>, outcome: Outcome) -> String {
+/// `<base>.signal.<signal>.outcome.<outcome>`: one formatting site for both (module size).
+#[inline(never)]
+fn by_signal_and_outcome(base: &str, signal: Option<Signal>, outcome: Outcome) -> String {
     format!(
-        "otlp_gate_requests_total.signal.{}.outcome.{}",
+        "{base}.signal.{}.outcome.{}",
         signal_label(signal),
         outcome.as_str()
     )
 }
 
+/// `otlp_gate_requests_total{signal,outcome}`.
+pub fn requests_total(signal: Option<Signal>, outcome: Outcome) -> String {
+    by_signal_and_outcome("otlp_gate_requests_total", signal, outcome)
+}
+
+/// A per-token stat name: `<base>.token_id.<id>`, then `<label><value>` for a second label
+/// (`.outcome.`, `.tenant.`) or nothing. One formatting site for all of them (module size).
+#[inline(never)]
+fn token_metric(base: &str, token_id: &str, label: &str, value: &str) -> String {
+    format!("{base}.token_id.{token_id}{label}{value}")
+}
+
 /// `otlp_gate_token_requests_total{token_id}`: accepted requests per token.
 pub fn token_requests_total(token_id: &str) -> String {
-    format!("otlp_gate_token_requests_total.token_id.{token_id}")
+    token_metric("otlp_gate_token_requests_total", token_id, "", "")
 }
 
 /// `otlp_gate_token_expiry_timestamp_seconds{token_id}`: 0 when the token never expires.
 pub fn token_expiry(token_id: &str) -> String {
-    format!("otlp_gate_token_expiry_timestamp_seconds.token_id.{token_id}")
+    token_metric("otlp_gate_token_expiry_timestamp_seconds", token_id, "", "")
 }
 
 /// `otlp_gate_config_loads_total{result}` with `ok` or `rejected`.
@@ -111,26 +124,59 @@ pub fn config_loads_total(ok: bool) -> &'static str {
 
 /// `otlp_gate_dry_run_total{signal,outcome}`: what dry-run forwarded, by would-be outcome.
 pub fn dry_run_total(signal: Option<Signal>, outcome: Outcome) -> String {
-    format!(
-        "otlp_gate_dry_run_total.signal.{}.outcome.{}",
-        signal_label(signal),
-        outcome.as_str()
+    by_signal_and_outcome("otlp_gate_dry_run_total", signal, outcome)
+}
+
+/// The outcomes a recognised token is refused with, counted per token: the `outcome` label of
+/// `otlp_gate_token_refused_total` (an address cooling down is counted by address, not token).
+/// The adapter relies on the order of the first two (expired, disabled).
+pub const TOKEN_REFUSALS: [Outcome; 5] = [
+    Outcome::Expired,
+    Outcome::Disabled,
+    Outcome::ForbiddenSignal,
+    Outcome::ForbiddenSource,
+    Outcome::RateLimited,
+];
+
+/// `otlp_gate_token_refused_total{token_id,outcome}`: refusals of a recognised token.
+pub fn token_refused_total(token_id: &str, outcome: Outcome) -> String {
+    token_metric(
+        "otlp_gate_token_refused_total",
+        token_id,
+        ".outcome.",
+        outcome.as_str(),
     )
 }
 
-/// `otlp_gate_token_throttled_total{token_id}`: requests refused by the token's rate limit.
-pub fn token_throttled_total(token_id: &str) -> String {
-    format!("otlp_gate_token_throttled_total.token_id.{token_id}")
-}
-
-/// `otlp_gate_token_throttled_bytes_total{token_id}`: declared body bytes of those requests.
+/// `otlp_gate_token_throttled_bytes_total{token_id}`: declared body bytes of the token's
+/// `rate_limited` refusals.
 pub fn token_throttled_bytes_total(token_id: &str) -> String {
-    format!("otlp_gate_token_throttled_bytes_total.token_id.{token_id}")
+    token_metric("otlp_gate_token_throttled_bytes_total", token_id, "", "")
 }
 
-/// `otlp_gate_token_bytes_total{token_id}`: body bytes charged to a rate-limited token.
+/// `otlp_gate_token_bytes_total{token_id}`: body bytes of the token's accepted requests (the
+/// declared `content-length` on admission, else the bytes as they pass).
 pub fn token_bytes_total(token_id: &str) -> String {
-    format!("otlp_gate_token_bytes_total.token_id.{token_id}")
+    token_metric("otlp_gate_token_bytes_total", token_id, "", "")
+}
+
+/// `otlp_gate_token_last_seen_timestamp_seconds{token_id}`: the last accepted request (Unix
+/// seconds, as of the filter's tick).
+pub fn token_last_seen(token_id: &str) -> String {
+    token_metric(
+        "otlp_gate_token_last_seen_timestamp_seconds",
+        token_id,
+        "",
+        "",
+    )
+}
+
+/// `otlp_gate_token_info{token_id,tenant}` for every loaded token, valued the `otlp_gate_config_hash`
+/// of the file that loaded it (a removed token's series keeps an older one). The tenant is the
+/// name's last label: the tag regex takes the rest of the name, dots included.
+pub fn token_info(token_id: &str, tenant: Option<&str>) -> String {
+    let (label, value) = tenant.map_or(("", ""), |t| (".tenant.", t));
+    token_metric("otlp_gate_token_info", token_id, label, value)
 }
 
 /// Shared-data updates that gave up after repeated CAS conflicts (request served unthrottled).
@@ -139,6 +185,11 @@ pub const SHARED_DATA_CONFLICTS: &str = "otlp_gate_shared_data_conflicts_total";
 pub const DRY_RUN_ENABLED: &str = "otlp_gate_dry_run_enabled";
 pub const TOKENS_LOADED: &str = "otlp_gate_tokens_loaded";
 pub const CONFIG_GENERATION: &str = "otlp_gate_config_generation";
+/// The first 48 bits of the config's `config_sha256` (`Config::hash48`): equal on every pod
+/// serving the same token file, unlike the generation.
+pub const CONFIG_HASH: &str = "otlp_gate_config_hash";
+/// The configuration's `warn_before`, in seconds (the dashboard's expiring-tokens panel).
+pub const WARN_BEFORE: &str = "otlp_gate_warn_before_seconds";
 
 /// Counter increments held in wasm memory until the next flush. Each `proxy_increment_metric`
 /// is a hostcall (Envoy CPU per call: tests/bench/README.md), and an accepted request bumps two
@@ -174,7 +225,22 @@ impl Pending {
         *sum = sum.saturating_add(n);
     }
 
-    /// Hands every non-zero sum to `flush` (index, sum) and starts again from zero.
+    /// Sets gauge `index` to `value` (> 0) for the next flush; the last value set wins.
+    pub fn set(&mut self, index: usize, value: i64) {
+        let Some(slot) = self.sums.get_mut(index) else {
+            return;
+        };
+        if value <= 0 {
+            return;
+        }
+        if *slot == 0 {
+            self.touched.push(index);
+        }
+        *slot = value;
+    }
+
+    /// Hands every non-zero sum (or gauge value) to `flush` (index, value) and starts again from
+    /// zero.
     pub fn drain(&mut self, mut flush: impl FnMut(usize, i64)) {
         for &i in &self.touched {
             if let Some(sum) = self.sums.get_mut(i) {
@@ -247,5 +313,30 @@ mod tests {
         }
         assert_eq!(signal_index(None), 3);
         assert_eq!(signal_index(Some(Signal::Logs)), 0);
+        assert_eq!(
+            token_refused_total("old", Outcome::Disabled),
+            "otlp_gate_token_refused_total.token_id.old.outcome.disabled"
+        );
+        assert_eq!(
+            token_info("a", Some("team.a")),
+            "otlp_gate_token_info.token_id.a.tenant.team.a"
+        );
+        assert_eq!(token_info("a", None), "otlp_gate_token_info.token_id.a");
+        assert_eq!(
+            token_last_seen("a"),
+            "otlp_gate_token_last_seen_timestamp_seconds.token_id.a"
+        );
+    }
+
+    #[test]
+    fn gauges_keep_the_last_value_set() {
+        let mut p = Pending::new(3);
+        p.set(1, 100);
+        p.set(1, 102);
+        p.set(2, 0); // nothing to report
+        p.add(0, 1);
+        let mut got = Vec::new();
+        p.drain(|i, n| got.push((i, n)));
+        assert_eq!(got, vec![(1, 102), (0, 1)]);
     }
 }

@@ -17,6 +17,9 @@ pub enum GrpcCode {
     Unauthenticated = 16,
 }
 
+/// What every local reply's details start with (see [`Refusal::details`]).
+pub const DETAILS_PREFIX: &str = "otlp_gate.";
+
 /// Why a request is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -105,25 +108,15 @@ impl Refusal {
         }
     }
 
-    /// The local reply's details, as Envoy's access log shows them (`%RESPONSE_CODE_DETAILS%`):
-    /// one word without spaces, `otlp_gate.` and the outcome label, finer where the label
-    /// joins two reasons.
+    /// The local reply's details after [`DETAILS_PREFIX`], as Envoy's access log shows them
+    /// (`%RESPONSE_CODE_DETAILS%`, e.g. `otlp_gate.expired`): one word without spaces, the
+    /// outcome label, finer where the label joins two reasons. (The labels are the metrics'
+    /// strings: the module carries each once.)
     pub fn details(self) -> &'static str {
         match self {
-            Refusal::NotFound => "otlp_gate.not_found",
-            Refusal::MethodNotAllowed(_) => "otlp_gate.method_not_allowed",
-            Refusal::UnsupportedMediaType => "otlp_gate.unsupported_media_type",
-            Refusal::Missing => "otlp_gate.missing",
-            Refusal::Unsupported(_) => "otlp_gate.unsupported_scheme",
-            Refusal::Malformed(_) => "otlp_gate.malformed",
-            Refusal::Unknown => "otlp_gate.unknown",
-            Refusal::Disabled => "otlp_gate.disabled",
-            Refusal::NotYetValid => "otlp_gate.not_yet_valid",
-            Refusal::Expired => "otlp_gate.expired",
-            Refusal::ForbiddenSignal(_) => "otlp_gate.forbidden_signal",
-            Refusal::ForbiddenSource => "otlp_gate.forbidden_source",
-            Refusal::RateLimited { .. } => "otlp_gate.rate_limited",
-            Refusal::AuthThrottled { .. } => "otlp_gate.auth_throttled",
+            Refusal::NotYetValid => "not_yet_valid",
+            Refusal::Unsupported(_) => "unsupported_scheme",
+            _ => self.outcome().as_str(),
         }
     }
 
@@ -276,14 +269,14 @@ mod tests {
     fn details_are_distinct_single_words_naming_the_outcome() {
         let mut seen = std::collections::HashSet::new();
         for r in ALL {
-            let d = r.details();
-            assert!(seen.insert(d), "{d} twice");
+            let d = format!("{DETAILS_PREFIX}{}", r.details());
+            assert!(seen.insert(d.clone()), "{d} twice");
             assert!(
                 d.bytes()
                     .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.'),
                 "{d}: Envoy's details are one token"
             );
-            let word = d.strip_prefix("otlp_gate.").unwrap();
+            let word = d.strip_prefix(DETAILS_PREFIX).unwrap();
             assert!(
                 word == r.outcome().as_str()
                     || matches!(r, Refusal::NotYetValid | Refusal::Unsupported(_)),

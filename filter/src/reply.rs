@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use prost::Message as _;
 
-use crate::refusal::{GrpcCode, Refusal};
+use crate::refusal::{DETAILS_PREFIX, GrpcCode, Refusal};
 use crate::route::Encoding;
 
 /// `google.rpc.Status` (google/rpc/status.proto); `details` is never sent.
@@ -59,6 +59,9 @@ pub struct Reply {
     /// `headers` serialized as the host reads a header map (`headers::serialize`), once: a
     /// canned reply is then sent without building anything.
     pub wire_headers: Vec<u8>,
+    /// What Envoy's access log shows as `%RESPONSE_CODE_DETAILS%` (`otlp_gate.<outcome>` for a
+    /// refusal, see `Refusal::details`; empty for healthz), built with the reply.
+    pub details: String,
 }
 
 impl Reply {
@@ -76,12 +79,20 @@ impl Reply {
             body,
             grpc,
             wire_headers,
+            details: String::new(),
         }
     }
 }
 
-/// The reply for `refusal` in the client's encoding (see `refusal.rs` for what it says).
+/// The reply for `refusal` in the client's encoding (see `refusal.rs` for what it says), with
+/// its details for the access log.
 pub fn refused(refusal: Refusal, encoding: Encoding, realm: &str) -> Reply {
+    let mut reply = refused_reply(refusal, encoding, realm);
+    reply.details = String::from(DETAILS_PREFIX) + refusal.details();
+    reply
+}
+
+fn refused_reply(refusal: Refusal, encoding: Encoding, realm: &str) -> Reply {
     let (status, code) = refusal.status();
     let message = refusal.message();
     let retry = refusal.retry_after();

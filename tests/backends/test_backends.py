@@ -64,6 +64,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from grpc import Compression as GrpcCompression  # noqa: E402
 
 NOBODY = 65534
+# Mimir's -target as the StatefulSet runs it (`all` does not include the Alertmanager).
+MIMIR_TARGET = next(a.split("=", 1)[1] for a in yaml.safe_load(
+    (render.K8S_BASE / "mimir" / "statefulset.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]["args"]
+    if a.startswith("-target="))
 READY_TIMEOUT = 240  # Loki's ingester waits 15 s after it is ready; slow under load
 QUERY_TIMEOUT = 90
 URL_ATTR = "https://shop.example.com/api/v1/orders?" + "&".join(f"item{i:03d}=sku-{i:05d}" for i in range(22))
@@ -142,12 +146,12 @@ class Backend:
         self.overrides.chmod(0o444)
         self.proc: st.Proc | None = None
 
-    def start(self, config_text: str, flags: list[str], ready_path: str) -> "Backend":
+    def start(self, config_text: str, flags: list[str], ready_path: str, target: str = "all") -> "Backend":
         cfg = self.dir / f"{self.name}.yaml"
         cfg.write_text(config_text)
         cfg.chmod(0o444)
         started = time.monotonic()
-        self.proc = st.Proc(self.name, [self.binary, f"-config.file={cfg}", "-target=all", *flags],
+        self.proc = st.Proc(self.name, [self.binary, f"-config.file={cfg}", f"-target={target}", *flags],
                             self.logs, cwd=self.cwd, user=self.user)
 
         def ready():
@@ -186,9 +190,16 @@ def mimir(workroot):
     http, grpc_port, gossip = st.free_ports(3)
     b = Backend("mimir", BINS["mimir"], workroot)
     b.url = f"http://127.0.0.1:{http}"
+    # The ruler's local store as the pod mounts it: <directory>/<tenant>/<namespace>.
+    rules = b.dir / "rules"
+    (rules / "platform").mkdir(parents=True)
+    shutil.copyfile(render.K8S_BASE / "mimir" / "alert-rules.yaml", rules / "platform" / "otlp-gate")
+    alertmanager = b.dir / "alertmanager.yaml"
+    shutil.copyfile(render.K8S_BASE / "mimir" / "alertmanager.yaml", alertmanager)
     # The memberlist ring is not in mimir.yaml; keep its listener on loopback too.
-    b.start(render.render_mimir(render.BackendPorts(http, grpc_port), b.data, b.overrides),
-            ["-memberlist.bind-addr=127.0.0.1", f"-memberlist.bind-port={gossip}"], "/ready")
+    b.start(render.render_mimir(render.BackendPorts(http, grpc_port), b.data, b.overrides, rules, alertmanager),
+            ["-memberlist.bind-addr=127.0.0.1", f"-memberlist.bind-port={gossip}"], "/ready",
+            target=MIMIR_TARGET)
     yield b
     b.stop()
 
@@ -579,3 +590,26 @@ def test_mimir_reads_the_runtime_overrides(mimir):
         for key, value in values.items():
             assert same(loaded[tenant][key], value), (tenant, key, loaded[tenant][key], value)
     note(f"mimir: runtime overrides read ({', '.join(want)})")
+
+
+def test_mimir_ruler_evaluates_the_platform_rules_and_alertmanager_uses_the_fallback(mimir):
+    """alert-rules.yaml from the ruler's local store, laid out as the ConfigMap mount lays it out,
+    is loaded and evaluated for the `platform` tenant; the tenant's Alertmanager starts from the
+    fallback configuration with its placeholder receiver."""
+    needs_mimir(mimir)
+    headers = {"X-Scope-OrgID": "platform"}
+    want = {r["alert"] for g in yaml.safe_load((render.K8S_BASE / "mimir" / "alert-rules.yaml").read_text())["groups"]
+            for r in g["rules"]}
+
+    def evaluated():
+        r = requests.get(f"{mimir.url}/prometheus/api/v1/rules", headers=headers, timeout=30)
+        groups = r.json()["data"]["groups"] if r.status_code == 200 else []
+        rules = [x for g in groups if g["file"] == "otlp-gate" for x in g["rules"]]
+        return {x["name"] for x in rules if x.get("health") == "ok"} == want and rules
+
+    st.wait_until(evaluated, QUERY_TIMEOUT, "the ruler to evaluate the platform tenant's otlp-gate rules", interval=2)
+    r = requests.get(f"{mimir.url}/alertmanager/api/v2/status", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    assert "platform-oncall" in r.json()["config"]["original"]
+    note(f"mimir: the ruler evaluates {len(want)} otlp-gate alerts for tenant platform; its Alertmanager runs "
+         f"the fallback configuration")

@@ -206,13 +206,19 @@ def render_tempo(ports: BackendPorts, data: Path, overrides: Path, mimir_push: s
     ], src, ("/var/", "/etc/", "0.0.0.0"))
 
 
-def render_mimir(ports: BackendPorts, data: Path, overrides: Path) -> str:
-    """k8s/base/mimir/mimir.yaml with loopback ports, `data` for /data and a local overrides file."""
+def render_mimir(ports: BackendPorts, data: Path, overrides: Path, rules: Path, alertmanager: Path) -> str:
+    """k8s/base/mimir/mimir.yaml with loopback ports and addresses, `data` for /data, a local
+    overrides file, `rules` for the ruler's local store (laid out <tenant>/<namespace> as the
+    ConfigMap mount is) and a local copy of the Alertmanager fallback configuration."""
     src = K8S_BASE / "mimir" / "mimir.yaml"
     text = without_comments(src)
     return substitute(text, [
         ("http_listen_port: 9009", f"http_listen_address: 127.0.0.1\n  http_listen_port: {ports.http}", 1),
         ("grpc_listen_port: 9095", f"grpc_listen_address: 127.0.0.1\n  grpc_listen_port: {ports.grpc}", 1),
-        (" /data/", f" {data}/", 7),
+        (" /data/", f" {data}/", 8),
         ("/etc/mimir/overrides/overrides.yaml", str(overrides), 1),
-    ], src, (" /data", "/etc/"))
+        ("directory: /etc/mimir/rules", f"directory: {rules}", 1),
+        ("/etc/mimir/alertmanager/alertmanager.yaml", str(alertmanager), 1),
+        ("http://localhost:9009/", f"http://127.0.0.1:{ports.http}/", 1),
+        ("http://mimir:9009/", f"http://127.0.0.1:{ports.http}/", 1),
+    ], src, (" /data", "/etc/", ":9009"))

@@ -126,14 +126,18 @@ def test_the_size_chain_check_catches_the_defects_it_is_for():
 MUST_SET = {
     "mimir": [("activity_tracker", "filepath"), ("ruler", "rule_path"), ("blocks_storage", "tsdb", "dir"),
               ("blocks_storage", "bucket_store", "sync_dir"), ("compactor", "data_dir"),
-              ("blocks_storage", "filesystem", "dir"), ("ruler_storage", "filesystem", "dir")],
+              ("blocks_storage", "filesystem", "dir"), ("alertmanager", "data_dir"),
+              ("alertmanager_storage", "filesystem", "dir")],
     "loki": [("common", "path_prefix"), ("compactor", "working_directory")],
     "tempo": [("storage", "trace", "wal", "path"), ("storage", "trace", "local", "path"),
               ("metrics_generator", "storage", "path"), ("live_store", "wal", "path"),
               ("live_store", "shutdown_marker_dir"), ("backend_scheduler", "local_work_path")],
 }
 # Files a backend only reads (they may sit on a read-only mount).
-READ_ONLY_OK = {("runtime_config", "file"), ("overrides", "per_tenant_override_config")}
+READ_ONLY_OK = {("runtime_config", "file"), ("overrides", "per_tenant_override_config"),
+                ("alertmanager", "fallback_config_file"), ("ruler_storage", "local", "directory")}
+# Directories read as <dir>/<tenant>/...: the mounts are below them (one per tenant).
+PARENT_OF_MOUNTS = {("ruler_storage", "local", "directory")}
 
 
 def mounts(backend: str) -> list[tuple[str, bool]]:
@@ -175,7 +179,8 @@ def path_problems(backend: str, cfg: dict) -> list[str]:
                 problems.append(f"{backend}: {'.'.join(key)} = {node!r} is relative (the working directory is /)")
                 return
             for name, table in (("k8s", k8s), ("compose", compose)):
-                under = [w for m, w in table if node == m or node.startswith(m.rstrip("/") + "/")]
+                under = [w for m, w in table if node == m or node.startswith(m.rstrip("/") + "/")
+                         or (key in PARENT_OF_MOUNTS and m.startswith(node.rstrip("/") + "/"))]
                 if not under:
                     problems.append(f"{backend}: {'.'.join(key)} = {node} is on no {name} mount (read-only root)")
                 elif not any(under) and key[-2:] not in READ_ONLY_OK and key not in READ_ONLY_OK:

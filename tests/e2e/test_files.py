@@ -124,13 +124,21 @@ def test_access_log_never_includes_credentials():
 
 
 def metric_names() -> set[str]:
-    """Every stat name pattern filter/src/metrics.rs builds, with sample label values."""
+    """Every stat name pattern filter/src/metrics.rs builds, with sample label values (a tenant
+    with dots, as Loki and Mimir allow)."""
     src = (render.ROOT / "filter" / "src" / "metrics.rs").read_text()
     names = set()
-    for fmt in re.findall(r'"(otlp_gate_[a-z_]+(?:\.[a-z_]+\.\{[^"]*)?)"', src):
-        names.add(fmt.replace("{}", "traces", 1).replace("{}", "accepted").replace("{token_id}", "team-a_1"))
     for const in re.findall(r'"(otlp_gate_[a-z_.]+)"', src):
         names.add(const)
+    # by_signal_and_outcome("BASE", ...) and token_metric("BASE", id, "LABEL", value) calls.
+    for base in re.findall(r'by_signal_and_outcome\(\s*"(otlp_gate_[a-z_]+)"', src):
+        names.add(f"{base}.signal.traces.outcome.accepted")
+    calls = re.findall(r'token_metric\(\s*"(otlp_gate_[a-z_]+)",\s*\w+,\s*(?:"([^"]*)"|label)', src)
+    assert calls, "metrics.rs builds per-token names with token_metric()"
+    for base, label in calls:
+        for suffix in ({"": "", ".outcome.": ".outcome.rate_limited"}.get(label, "")
+                       if base != "otlp_gate_token_info" else ".tenant.team.a-1", ""):
+            names.add(f"{base}.token_id.team-a_1{suffix}")
     return names
 
 
@@ -150,6 +158,10 @@ def test_stats_tags_cover_every_labelled_gate_metric():
         for start, end in sorted(cut, reverse=True):
             remaining = remaining[:start] + remaining[end:]
         assert "." not in remaining.removeprefix("wasmcustom."), f"{name}: labels left in the name"
+    for want in ("otlp_gate_token_refused_total.token_id.team-a_1.outcome.rate_limited",
+                 "otlp_gate_token_info.token_id.team-a_1.tenant.team.a-1",
+                 "otlp_gate_token_last_seen_timestamp_seconds.token_id.team-a_1"):
+        assert want in labelled, sorted(labelled)
 
 
 def test_loopback_rendering_changes_only_addresses_and_paths(tmp_path):

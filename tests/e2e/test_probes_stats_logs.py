@@ -80,6 +80,19 @@ def test_prometheus_shows_gate_counters_with_labels_and_exact_values(stack, toke
 
     assert moved(after) == expected
     assert per_token(after) == expected_per_token
+
+    def delta(name, **labels):
+        return st.sample(after, name, **labels) - st.sample(before, name, **labels)
+
+    # Per token: the recognised token's refusals by outcome, body bytes, last accepted second.
+    assert delta("otlp_gate_token_refused_total", token_id="team-b-traces", outcome="forbidden_signal") == 2
+    assert delta("otlp_gate_token_bytes_total", token_id="team-a") > 0
+    assert abs(st.sample(after, "otlp_gate_token_last_seen_timestamp_seconds", token_id="team-a") - time.time()) < 60
+    hash48 = st.sample(after, "otlp_gate_config_hash")
+    assert hash48 == int(stack.healthz().json()["config_sha256"][:12], 16)
+    assert st.sample(after, "otlp_gate_token_info", token_id="team-a", tenant="team-a") == hash48
+    assert ("otlp_gate_token_refused_total", (("outcome", "disabled"), ("token_id", "disabled"))) in after, \
+        "a disabled token's refusal counter exists from the load"
     # Gauges.
     assert st.sample(after, "otlp_gate_tokens_loaded") == len(tokens.settings()["tokens"])
     assert st.sample(after, "otlp_gate_config_generation") >= 1
@@ -112,14 +125,24 @@ def test_access_log_has_token_id_never_credentials(stack, tokens):
                           ("content-type", "application/x-protobuf"),
                           ("x-otlp-token-id", "team-a"), ("x-scope-orgid", "team-a")], b"")
     assert spoofed.status == 401
-    lines = st.wait_until(lambda: len(access_log_lines(stack, marker)) == 2 and access_log_lines(stack, marker),
-                          10, "two access log lines")
-    accepted, rejected = lines
+    # A recognised token refused (disabled, i.e. revoked): the log says why and names the token.
+    revoked = tokens.value("disabled")
+    refused = st.request(f"{stack.data_url}/observability/v1/traces", "POST",
+                         [("authorization", f"Bearer {revoked}"), ("user-agent", marker)], b"")
+    assert refused.status == 401
+    lines = st.wait_until(lambda: len(access_log_lines(stack, marker)) == 3 and access_log_lines(stack, marker),
+                          10, "three access log lines")
+    accepted, rejected, revoked_line = lines
     assert (accepted["status"], accepted["token_id"], accepted["tenant"]) == (200, "team-a", "team-a")
     assert accepted["path"] == "/v1/traces", "no query string in the log"
+    assert accepted["details"] == "via_upstream"
     assert (rejected["status"], rejected["token_id"], rejected["tenant"]) == (401, None, None)
+    assert rejected["details"] == "otlp_gate.unknown"
+    assert (revoked_line["status"], revoked_line["token_id"], revoked_line["tenant"]) == (401, "disabled", None)
+    assert revoked_line["details"] == "otlp_gate.disabled"
     raw = "\n".join(json.dumps(x) for x in lines).lower()
-    leaks = sum(w in raw for w in ("authorization", "bearer", "query-secret", "not-a-valid-token", team_a.lower()))
+    leaks = sum(w in raw for w in ("authorization", "bearer", "query-secret", "not-a-valid-token", team_a.lower(),
+                                   revoked.lower()))
     assert leaks == 0, "credentials or the query string reached the access log"
 
 

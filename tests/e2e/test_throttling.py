@@ -44,7 +44,8 @@ def test_rate_limited_exporter_backs_off_and_succeeds(stack, tokens):
     stack.load(settings)
     try:
         before_seq = stack.last_seq()
-        throttled_before = st.sample(stack.prometheus(), "otlp_gate_token_throttled_total", token_id="limited")
+        throttled_before = st.sample(stack.prometheus(), "otlp_gate_token_refused_total", token_id="limited",
+                                     outcome="rate_limited")
         batch = otel.make_batch("limited-service", n_spans=1, n_logs=0, n_points=0)
         span_x = otel.exporters("http-protobuf", https_url=stack.https_url, grpc_target=stack.grpc_target,
                                 ca=stack.certs.ca, token=value, timeout=15)[0]
@@ -56,8 +57,8 @@ def test_rate_limited_exporter_backs_off_and_succeeds(stack, tokens):
         assert elapsed >= 1.0, "the exporter was told to wait (Retry-After) and did"
         arrived = [r for r in stack.received(before_seq) if r["services"] == ["limited-service"]]
         assert len(arrived) == 3, "every batch arrived exactly once"
-        st.wait_until(lambda: st.sample(stack.prometheus(), "otlp_gate_token_throttled_total",
-                                        token_id="limited") > throttled_before,
+        st.wait_until(lambda: st.sample(stack.prometheus(), "otlp_gate_token_refused_total",
+                                        token_id="limited", outcome="rate_limited") > throttled_before,
                       5, "the throttled requests to be counted")
     finally:
         stack.load(tokens.settings())

@@ -90,7 +90,7 @@ fn one_budget_across_workers() {
     );
     flush(&mut vms);
     assert_eq!(
-        world.metric("otlp_gate_token_throttled_total.token_id.w"),
+        world.metric("otlp_gate_token_refused_total.token_id.w.outcome.rate_limited"),
         Some(2)
     );
     world.advance(std::time::Duration::from_secs(2));
