@@ -64,14 +64,14 @@ fn gauge(name: &str, value: u64) {
 #[inline(never)]
 fn warn_all(warnings: Vec<String>) {
     for w in warnings {
-        warn!("otlp-gate: {w}");
+        warn!("{w}");
     }
 }
 
 /// Logs an error (one logging site, as `warn_all`).
 #[inline(never)]
 fn log_error(message: String) {
-    error!("otlp-gate: {message}");
+    error!("{message}");
 }
 
 fn bump_by(id: Option<u32>, n: i64) {
@@ -412,7 +412,7 @@ impl RootContext for Root {
             metrics::config_loads_total(true),
         ));
         info!(
-            "otlp-gate: configuration loaded: generation {generation}, {} token(s), sha256 {}",
+            "configuration loaded: generation {generation}, {} token(s), sha256 {}",
             config.tokens.len(),
             config.sha256_hex
         );
@@ -548,7 +548,7 @@ impl HttpContext for Stream {
         if !matches!(decision.verdict, Verdict::Uncounted) {
             log::log!(
                 level,
-                "otlp-gate: {what} {signal} outcome={} token={token_id} reason={}",
+                "{what} {signal} outcome={} token={token_id} reason={}",
                 refusal.map_or("accepted", |r| r.outcome().as_str()),
                 refusal.map_or("-", Refusal::reason)
             );
