@@ -115,6 +115,9 @@ fn refused(world: &World, id: &str, outcome: &str) -> Option<i64> {
 
 fn healthz_sha(vm: &mut Vm) -> String {
     let mut s = vm.http_stream().unwrap();
+    // The hash is on the loopback health listener's page only.
+    s.set_property("xds.filter_chain_name", b"otlp-gate-health")
+        .unwrap();
     s.request_headers(
         &[(":method", "GET"), (":path", "/observability/healthz")],
         true,
