@@ -128,7 +128,8 @@ def test_access_log_has_token_id_never_credentials(stack, tokens):
     # A recognised token refused (disabled, i.e. revoked): the log says why and names the token.
     revoked = tokens.value("disabled")
     refused = st.request(f"{stack.data_url}/observability/v1/traces", "POST",
-                         [("authorization", f"Bearer {revoked}"), ("user-agent", marker)], b"")
+                         [("authorization", f"Bearer {revoked}"), ("user-agent", marker),
+                          ("content-type", "application/x-protobuf")], b"")
     assert refused.status == 401
     lines = st.wait_until(lambda: len(access_log_lines(stack, marker)) == 3 and access_log_lines(stack, marker),
                           10, "three access log lines")
