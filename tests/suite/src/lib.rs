@@ -40,6 +40,23 @@ pub fn configured(config: &str) -> (World, Vm) {
     (world, vm)
 }
 
+/// The detailed healthz page (`GET /observability/healthz` on the loopback health listener's
+/// filter chain, the only place it shows generation, hash and token count), as JSON.
+pub fn healthz(vm: &mut Vm) -> Value {
+    let mut s = vm.http_stream().expect("stream");
+    s.set_property("xds.filter_chain_name", b"otlp-gate-health")
+        .expect("set filter chain name");
+    s.request_headers(
+        &[(":method", "GET"), (":path", "/observability/healthz")],
+        true,
+    )
+    .expect("healthz");
+    let body = serde_json::from_slice(&s.local_reply().expect("healthz is a local reply").body)
+        .expect("healthz body is JSON");
+    s.complete().expect("complete");
+    body
+}
+
 /// Fires the root context's tick, as Envoy's timer does every tick period: otlp-gate then
 /// hands its counter sums to the host's stats and refreshes its recent clock reading. Tests
 /// call it before reading metrics and after moving the clock.

@@ -8,7 +8,6 @@
 
 use otlp_gate_suite::*;
 use proxy_wasm_harness::{Action, LogLevel, Vm, World};
-use serde_json::Value;
 
 const NOW: &str = "2026-06-01T00:00:00Z";
 
@@ -114,18 +113,7 @@ fn refused(world: &World, id: &str, outcome: &str) -> Option<i64> {
 }
 
 fn healthz_sha(vm: &mut Vm) -> String {
-    let mut s = vm.http_stream().unwrap();
-    // The hash is on the loopback health listener's page only.
-    s.set_property("xds.filter_chain_name", b"otlp-gate-health")
-        .unwrap();
-    s.request_headers(
-        &[(":method", "GET"), (":path", "/observability/healthz")],
-        true,
-    )
-    .unwrap();
-    let body: Value = serde_json::from_slice(&s.local_reply().unwrap().body).unwrap();
-    s.complete().unwrap();
-    body["config_sha256"].as_str().unwrap().to_owned()
+    healthz(vm)["config_sha256"].as_str().unwrap().to_owned()
 }
 
 #[test]

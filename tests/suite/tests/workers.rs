@@ -607,7 +607,7 @@ fn struct_encoded_config_is_read_and_hashed_like_json() {
         out
     }
     let json: serde_json::Value = serde_json::from_str(&config("")).unwrap();
-    let healthz = |bytes: &[u8]| {
+    let page = |bytes: &[u8]| {
         let world = World::new(module());
         let mut vm = world.vm().unwrap();
         assert!(vm.start(b"").unwrap());
@@ -616,25 +616,15 @@ fn struct_encoded_config_is_read_and_hashed_like_json() {
             "{:?}",
             vm.logs_at_least(LogLevel::Error)
         );
-        let mut s = vm.http_stream().unwrap();
-        // The health listener's filter chain: healthz answers in detail only there.
-        s.set_property("xds.filter_chain_name", b"otlp-gate-health")
-            .unwrap();
-        s.request_headers(
-            &[(":method", "GET"), (":path", "/observability/healthz")],
-            true,
-        )
-        .unwrap();
-        let body: serde_json::Value =
-            serde_json::from_slice(&s.local_reply().unwrap().body).unwrap();
+        let body = healthz(&mut vm);
         assert_eq!(send_after(&mut vm), 200);
         body
     };
     fn send_after(vm: &mut Vm) -> u32 {
         send(vm, TOKEN, "192.0.2.1:1", None)
     }
-    let from_struct = healthz(&structure(&json));
-    let from_json = healthz(config("").as_bytes());
+    let from_struct = page(&structure(&json));
+    let from_json = page(config("").as_bytes());
     assert_eq!(from_struct["config_sha256"], from_json["config_sha256"]);
     assert_eq!(from_struct["tokens"], 2);
 }
