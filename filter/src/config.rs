@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::cidr::Cidr;
-use crate::credentials::ct_eq;
+use crate::credentials::{ct_eq, is_tchar};
 use crate::rate::Rate;
 use crate::route::Signal;
 use crate::throttle::Policy;
@@ -252,27 +252,7 @@ fn header_problem(h: &str) -> Option<&'static str> {
     if h.is_empty() {
         return Some("must not be empty");
     }
-    if !h.bytes().all(|c| {
-        c.is_ascii_lowercase()
-            || c.is_ascii_digit()
-            || matches!(
-                c,
-                b'-' | b'_'
-                    | b'.'
-                    | b'!'
-                    | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'^'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-    }) {
+    if !h.bytes().all(|c| is_tchar(c) && !c.is_ascii_uppercase()) {
         return Some("must be a lower-case HTTP header name (Envoy keeps names lower-case)");
     }
     if matches!(

@@ -181,8 +181,8 @@ fn joins_a_credential(param: &[u8], accept_basic: bool) -> bool {
     })
 }
 
-/// RFC 9110 §5.6.2 tchar: the characters of an auth-scheme.
-fn is_tchar(b: u8) -> bool {
+/// RFC 9110 §5.6.2 tchar: the characters of an auth-scheme or a header name.
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
