@@ -203,6 +203,19 @@ def test_scraped_exactly_as_alloy_scrapes_the_gateway(ops):
                           "pod": labels["pod"], "container": "envoy", "app": "otlp-gate", "cluster": CLUSTER}
 
 
+def evaluate(p, label: str, q: str, problems: list[str]):
+    """Runs q through Prometheus's API; notes in problems a query that does not parse or a metric it
+    names that has no series. Returns the result vector, or None when the query did not parse."""
+    doc = p.query(q)
+    if doc.get("status") != "success":
+        problems.append(f"{label}: {doc.get('error')}")
+        return None
+    missing = sorted(n for n in prom.metric_names(q) if not p.series(f'count({{__name__="{n}"}})'))
+    if missing:
+        problems.append(f"{label}: no series of {missing}")
+    return doc["data"]["result"]
+
+
 def test_every_panel_query_parses_names_existing_metrics_and_returns_series(ops):
     p = ops.prometheus
     problems = []
@@ -211,14 +224,10 @@ def test_every_panel_query_parses_names_existing_metrics_and_returns_series(ops)
         if ds != "prometheus":
             continue
         q = prom.substitute(expr, VARIABLES)
-        doc = p.query(q)
-        if doc.get("status") != "success":
-            problems.append(f"{title} {ref}: {doc.get('error')}")
+        result = evaluate(p, f"{title} {ref}", q, problems)
+        if result is None:
             continue
-        missing = sorted(n for n in prom.metric_names(q) if not p.series(f'count({{__name__="{n}"}})'))
-        if missing:
-            problems.append(f"{title} {ref}: no series of {missing}")
-        if not doc["data"]["result"]:
+        if not result:
             problems.append(f"{title} {ref}: no series after the traffic ({q})")
         checked += 1
     assert checked >= 30 and not problems, "\n".join(problems)
@@ -286,15 +295,10 @@ def test_every_alert_expression_parses_names_existing_metrics_and_selects_the_sc
     problems = []
     for rule in rules:
         name, expr = rule["alert"], rule["expr"]
-        doc = p.query(expr)
-        if doc.get("status") != "success":
-            problems.append(f"{name}: {doc.get('error')}")
+        got = evaluate(p, name, expr, problems)
+        if got is None:
             continue
-        missing = sorted(n for n in prom.metric_names(expr) if not p.series(f'count({{__name__="{n}"}})'))
-        if missing:
-            problems.append(f"{name}: no series of {missing}")
         want = EXPECTED[name]
-        got = doc["data"]["result"]
         if want is None:
             if got:
                 problems.append(f"{name}: expected nothing, got {[r['metric'] for r in got]}")
